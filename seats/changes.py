@@ -1,0 +1,114 @@
+"""The one place seat states are written: version bump, change record, post-commit announcement."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+
+from django.db import connection, transaction
+from django.db.models import Count
+
+from events.models import Event
+
+from .errors import NotFound, SaleNotOpen
+from .models import Hold, Seat, SeatChange, SeatState
+
+
+@dataclass(frozen=True)
+class Transition:
+    seat: Seat
+    to_state: str
+    hold: Hold | None = None
+    # The state viewers saw before; defaults to the stored one (an expired hold shows free).
+    from_state: str | None = None
+
+
+def bump_event_version(*, event_id: int, require_on_sale: bool) -> int:
+    """Increments the event's version and returns it, holding the event row lock to commit.
+
+    Versions therefore commit in order: a viewer at version n has seen every change <= n.
+    Raises SaleNotOpen when `require_on_sale` and the event is not on sale (checked under the
+    lock, so closing a sale and a booking cannot interleave), NotFound if there is no event.
+    """
+    sql = f"UPDATE {Event._meta.db_table} SET version = version + 1 WHERE id = %s"
+    params: list = [event_id]
+    if require_on_sale:
+        sql += " AND sale_state = %s"
+        params.append(Event.SaleState.ON_SALE)
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " RETURNING version", params)
+        row = cursor.fetchone()
+    if row is None:
+        if Event.objects.filter(pk=event_id).exists():
+            raise SaleNotOpen("Sales for this event are not open.")
+        raise NotFound("No such event.")
+    return row[0]
+
+
+def seat_counts(event_id: int) -> dict[str, int]:
+    counts = {state: 0 for state in SeatState.values}
+    rows = Seat.objects.filter(event_id=event_id).values_list("state").annotate(n=Count("id"))
+    counts.update(dict(rows))
+    return counts
+
+
+def public_seat(seat: Seat) -> dict:
+    """What anyone may know about a seat: never who holds or bought it."""
+    return {
+        "id": seat.pk,
+        "section": seat.section,
+        "row": seat.row_label,
+        "number": seat.number,
+        "x": seat.x,
+        "y": seat.y,
+        "price": str(seat.price),
+        "state": seat.state,
+    }
+
+
+def commit_transitions(
+    *,
+    event_id: int,
+    transitions: list[Transition],
+    actor_id: int | None,
+    cause: str,
+    now: datetime,
+    require_on_sale: bool,
+) -> int:
+    """Writes the new seat states, bumps the event version, records every change, and
+    announces the delta to live viewers once the transaction commits.
+
+    Call with the seat rows locked (seats.locking). Returns the new event version.
+    """
+    if not transitions:
+        raise ValueError("commit_transitions needs at least one transition")
+    version = bump_event_version(event_id=event_id, require_on_sale=require_on_sale)
+    records = []
+    for t in transitions:
+        from_state = t.from_state or t.seat.state
+        t.seat.state = t.to_state
+        t.seat.hold = t.hold
+        records.append(
+            SeatChange(
+                event_id=event_id,
+                seat=t.seat,
+                from_state=from_state,
+                to_state=t.to_state,
+                version=version,
+                at=now,
+                actor_id=actor_id,
+                cause=cause,
+            )
+        )
+    seats = [t.seat for t in transitions]
+    Seat.objects.bulk_update(seats, ["state", "hold"])
+    SeatChange.objects.bulk_create(records)
+    delta = {
+        "event": event_id,
+        "version": version,
+        "seats": [public_seat(seat) for seat in seats],
+        "counts": seat_counts(event_id),
+    }
+    from realtime.publish import announce_delta
+
+    transaction.on_commit(partial(announce_delta, delta))
+    return version

@@ -1,0 +1,167 @@
+"""Seats, holds and bookings.
+
+Seat.state is what every viewer sees; it is written only by seats.services, under row locks.
+The database itself refuses the states that would mean a double sale (see the constraints).
+"""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from events.models import Event
+
+
+class SeatState(models.TextChoices):
+    AVAILABLE = "available", "available"
+    HELD = "held", "held"
+    SOLD = "sold", "sold"
+    BLOCKED = "blocked", "blocked"
+
+
+class Seat(models.Model):
+    State = SeatState
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="seats")
+    section = models.CharField(max_length=40)
+    row_label = models.CharField(max_length=8)
+    number = models.PositiveIntegerField()
+    # Where to draw the seat within its section: x is the column, y the row (both from 1).
+    x = models.PositiveIntegerField()
+    y = models.PositiveIntegerField()
+    price = models.DecimalField(max_digits=8, decimal_places=2)
+    state = models.CharField(max_length=10, choices=SeatState.choices, default=SeatState.AVAILABLE)
+    hold = models.ForeignKey(
+        "Hold", on_delete=models.PROTECT, null=True, blank=True, related_name="seats"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "section", "row_label", "number"], name="seat_unique_place"
+            ),
+            # A seat is held exactly when it belongs to a hold.
+            models.CheckConstraint(
+                condition=(Q(state=SeatState.HELD) & Q(hold__isnull=False))
+                | (~Q(state=SeatState.HELD) & Q(hold__isnull=True)),
+                name="seat_held_iff_hold",
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=SeatState.values), name="seat_state_valid"
+            ),
+            models.CheckConstraint(condition=Q(price__gte=0), name="seat_price_not_negative"),
+        ]
+        indexes = [models.Index(fields=["event", "state"], name="seat_event_state")]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def label(self) -> str:
+        return f"{self.section}-{self.row_label}-{self.number}"
+
+    def accessible_name(self, state: str | None = None) -> str:
+        symbol = settings.BOOKING_CURRENCY_SYMBOL
+        return (
+            f"Section {self.section}, row {self.row_label}, seat {self.number}, "
+            f"{symbol}{self.price:.2f}, {state or self.state}"
+        )
+
+
+class Hold(models.Model):
+    """A customer's basket of seats for one event, theirs until `expires_at`.
+
+    A hold past its expiry is no hold, whether or not the sweeper has released it yet.
+    """
+
+    class EndReason(models.TextChoices):
+        RELEASED = "released"
+        EXPIRED = "expired"
+        BOOKED = "booked"
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="holds")
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="holds"
+    )
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=10, choices=EndReason.choices, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["event", "customer", "ended_at"], name="hold_customer_open"),
+            models.Index(fields=["ended_at", "expires_at"], name="hold_open_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Hold {self.pk} by {self.customer} for {self.event}"
+
+    def is_active(self, now) -> bool:
+        return self.ended_at is None and self.expires_at > now
+
+
+class Booking(models.Model):
+    event = models.ForeignKey(Event, on_delete=models.PROTECT, related_name="bookings")
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bookings"
+    )
+    seats = models.ManyToManyField(Seat, through="BookingSeat", related_name="bookings")
+    total = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
+    created_at = models.DateTimeField()
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Booking {self.pk} by {self.customer} for {self.event}"
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.cancelled_at is not None
+
+
+class BookingSeat(models.Model):
+    booking = models.ForeignKey(Booking, on_delete=models.CASCADE, related_name="items")
+    seat = models.ForeignKey(Seat, on_delete=models.PROTECT, related_name="booking_items")
+    price = models.DecimalField(max_digits=8, decimal_places=2)
+    # False once the booking is cancelled; only active rows count as a sale.
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            # The last line of defence against a double sale.
+            models.UniqueConstraint(
+                fields=["seat"], condition=Q(active=True), name="one_active_booking_per_seat"
+            ),
+            models.UniqueConstraint(fields=["booking", "seat"], name="booking_seat_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.seat} in booking {self.booking_id}"
+
+
+class SeatChange(models.Model):
+    """One committed seat-state change. The realtime layer replays these to late viewers."""
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="seat_changes")
+    seat = models.ForeignKey(Seat, on_delete=models.CASCADE, related_name="changes")
+    from_state = models.CharField(max_length=10, choices=SeatState.choices)
+    to_state = models.CharField(max_length=10, choices=SeatState.choices)
+    version = models.BigIntegerField()
+    at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    cause = models.CharField(max_length=20)
+
+    class Meta:
+        ordering = ["version", "id"]
+        indexes = [models.Index(fields=["event", "version"], name="seatchange_event_version")]
+
+    def __str__(self) -> str:
+        return f"v{self.version} {self.seat}: {self.from_state} -> {self.to_state}"
