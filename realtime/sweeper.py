@@ -1,0 +1,39 @@
+"""The hold sweeper loop: releases expired holds so every viewer sees the seats free up."""
+
+import asyncio
+import logging
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+from seats.services import expire_holds
+
+logger = logging.getLogger(__name__)
+
+
+def sweep_once() -> int:
+    close_old_connections()
+    try:
+        return expire_holds()
+    finally:
+        close_old_connections()
+
+
+async def sweep_forever(*, interval: float, stop: asyncio.Event | None = None) -> None:
+    """Sweeps every `interval` seconds until `stop` is set. Errors are logged, not fatal.
+
+    Runs the database work in a worker thread; the post-commit announcements then reach the
+    channel layer through this loop, so the loop keeps a single layer connection.
+    """
+    stop = stop or asyncio.Event()
+    while not stop.is_set():
+        try:
+            released = await sync_to_async(sweep_once, thread_sensitive=False)()
+            if released:
+                logger.info("Released %d seats from expired holds", released)
+        except Exception:
+            logger.exception("Hold sweep failed; trying again in %.1fs", interval)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            pass
