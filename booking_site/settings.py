@@ -121,7 +121,9 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10_000}}
+    }
 
 # --- Booking rules --------------------------------------------------------------------
 BOOKING_LOCK_TIMEOUT_MS = int(os.environ.get("BOOKING_LOCK_TIMEOUT_MS", "3000"))
@@ -135,8 +137,11 @@ REALTIME_CATCHUP_LIMIT = int(os.environ.get("REALTIME_CATCHUP_LIMIT", "500"))
 REALTIME_HEARTBEAT_SECONDS = float(os.environ.get("REALTIME_HEARTBEAT_SECONDS", "15"))
 # Frames queued for one slow socket before it is closed (1013) and left to resync.
 REALTIME_SOCKET_QUEUE = int(os.environ.get("REALTIME_SOCKET_QUEUE", "200"))
+# Seconds a process stays subscribed to an event after its last viewer leaves.
+REALTIME_FEED_LINGER = float(os.environ.get("REALTIME_FEED_LINGER", "10"))
 
 # --- Auth, sessions -------------------------------------------------------------------
+CSRF_FAILURE_VIEW = "seats.api.csrf_failure"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "event-list"
 LOGOUT_REDIRECT_URL = "event-list"
@@ -156,6 +161,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -1,5 +1,50 @@
-from channels.routing import ProtocolTypeRouter
+"""The ASGI application: HTTP, the seat-map WebSocket, and lifespan (sweeper, feeds)."""
+
+import asyncio
+import logging
+
+from channels.auth import AuthMiddlewareStack
+from channels.routing import ProtocolTypeRouter, URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
+from django.conf import settings
+
+from .feed import registry
+from .routing import websocket_urlpatterns
+from .sweeper import sweep_forever
+
+logger = logging.getLogger(__name__)
+
+
+class Lifespan:
+    """Runs the hold sweeper inside the web process when there is no separate worker
+    (the embedded default), and leaves channel-layer groups cleanly on shutdown."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+        stop = asyncio.Event()
+        sweeper = None
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if settings.SWEEP_IN_WEB_PROCESS:
+                    sweeper = asyncio.create_task(
+                        sweep_forever(interval=settings.HOLD_SWEEP_INTERVAL, stop=stop)
+                    )
+                    logger.info("Hold sweeper running in the web process")
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                stop.set()
+                if sweeper is not None:
+                    await sweeper
+                await registry().close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
 def build_application(django_asgi_app):
-    return ProtocolTypeRouter({"http": django_asgi_app})
+    websocket = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+    return Lifespan(ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket}))

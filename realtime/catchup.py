@@ -1,0 +1,42 @@
+"""What a viewer missed: the changed seats since its version, or a whole fresh map."""
+
+from django.conf import settings
+from django.utils import timezone
+
+from events.models import Event
+from seats.changes import seat_counts
+from seats.fragments import counts_html, seat_html, seat_map_html
+from seats.models import SeatChange
+from seats.selectors import count_states, public_seats
+
+from .frames import version_marker
+
+
+def catch_up_frame(*, event_id: int, since: int | None) -> tuple[int, str | None]:
+    """Returns (version, frame) bringing a viewer at `since` up to at least `version`, or
+    (version, None) when it has missed nothing.
+
+    The version is read before the seats, so the frame is at least that new; changes after
+    it reach the viewer as deltas, which it applies in version order.
+    """
+    version = Event.objects.values_list("version", flat=True).get(pk=event_id)
+    if since == version:
+        return version, None
+    now = timezone.now()
+    marker = version_marker(kind="sync", version=version)
+    if since is None or since > version or version - since > settings.REALTIME_CATCHUP_LIMIT:
+        seats = public_seats(event_id=event_id, now=now)
+        return version, marker + seat_map_html(seats, oob=True) + counts_html(
+            count_states(seats), oob=True
+        )
+    changed = (
+        SeatChange.objects.filter(event_id=event_id, version__gt=since)
+        .values_list("seat_id", flat=True)
+        .distinct()
+    )
+    seats = public_seats(event_id=event_id, now=now, seat_ids=changed)
+    return version, (
+        marker
+        + "".join(seat_html(seat, oob=True) for seat in seats)
+        + counts_html(seat_counts(event_id), oob=True)
+    )

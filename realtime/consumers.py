@@ -1,0 +1,140 @@
+"""The seat-map WebSocket: /ws/events/<event_id>/?v=<version the page was rendered at>."""
+
+import asyncio
+import json
+import logging
+from urllib.parse import parse_qs
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db import close_old_connections
+
+from events.models import Event
+
+from .catchup import catch_up_frame
+from .feed import registry
+
+logger = logging.getLogger(__name__)
+
+# Close code the htmx ws extension reconnects on ("try again later").
+TRY_AGAIN_LATER = 1013
+MAX_CLIENT_MESSAGE = 1024
+
+
+def _visible_event_id(event_id: int, user) -> int | None:
+    close_old_connections()
+    event = Event.objects.filter(pk=event_id).values("pk", "sale_state").first()
+    if event is None:
+        return None
+    if event["sale_state"] == Event.SaleState.DRAFT and not getattr(user, "is_staff", False):
+        return None
+    return event["pk"]
+
+
+def _catch_up(event_id: int, since: int | None):
+    close_old_connections()
+    return catch_up_frame(event_id=event_id, since=since)
+
+
+def _parse_version(raw) -> int | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw if raw >= 0 else None
+    if isinstance(raw, str) and raw.isdigit() and len(raw) < 19:
+        return int(raw)
+    return None
+
+
+class SeatMapConsumer(AsyncWebsocketConsumer):
+    """Sends a viewer every committed seat change of one event, in version order.
+
+    No per-socket channel: the process's EventFeed hands this socket the shared frame.
+    """
+
+    channel_layer_alias = "__no_layer_per_socket__"
+
+    async def connect(self) -> None:
+        self.feed = None
+        self.writer = None
+        self.outbox: asyncio.Queue[str] = asyncio.Queue()
+        self.held_back: list[tuple[int, str]] | None = None
+        self.closing = False
+        event_id = int(self.scope["url_route"]["kwargs"]["event_id"])
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        since = _parse_version((query.get("v") or [""])[0])
+        visible = await sync_to_async(_visible_event_id, thread_sensitive=False)(
+            event_id, self.scope.get("user")
+        )
+        if visible is None:
+            await self.close()  # refuses the handshake (HTTP 403)
+            return
+        self.event_id = event_id
+        # Subscribe before reading state: nothing committed from here on can be missed.
+        self.held_back = []
+        self.feed = await registry().subscribe(event_id, self)
+        await self.accept()
+        self.writer = asyncio.create_task(self._write())
+        await self._catch_up(since)
+
+    async def disconnect(self, code) -> None:
+        self.closing = True
+        if self.feed is not None:
+            registry().unsubscribe(self.event_id, self)
+            self.feed = None
+        if self.writer is not None:
+            self.writer.cancel()
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        if not text_data or len(text_data) > MAX_CLIENT_MESSAGE:
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            return
+        if not isinstance(message, dict) or message.get("type") != "resync":
+            return
+        if self.held_back is None:  # one catch-up at a time
+            await self._catch_up(_parse_version(message.get("version")))
+
+    def deliver(self, *, kind: str, version: int, frame: str) -> None:
+        """Called by the feed for every frame; never blocks."""
+        if self.closing:
+            return
+        if self.held_back is not None and kind == "delta":
+            self.held_back.append((version, frame))
+            return
+        self._enqueue(frame)
+
+    def _enqueue(self, frame: str) -> None:
+        if self.outbox.qsize() >= settings.REALTIME_SOCKET_QUEUE:
+            # Too slow to keep up: close so it reconnects from its version and catches up.
+            self.closing = True
+            asyncio.create_task(self.close(code=TRY_AGAIN_LATER))
+            return
+        self.outbox.put_nowait(frame)
+
+    async def _catch_up(self, since: int | None) -> None:
+        """Sends what the viewer missed, then the deltas that arrived meanwhile."""
+        self.held_back = self.held_back if self.held_back is not None else []
+        try:
+            version, frame = await sync_to_async(_catch_up, thread_sensitive=False)(
+                self.event_id, since
+            )
+        except Exception:
+            logger.exception("Catch-up of event %s failed", self.event_id)
+            self.held_back = None
+            await self.close(code=TRY_AGAIN_LATER)
+            return
+        held, self.held_back = self.held_back, None
+        if frame is not None:
+            self._enqueue(frame)
+        for delta_version, delta_frame in held:
+            if delta_version > version:
+                self._enqueue(delta_frame)
+
+    async def _write(self) -> None:
+        while True:
+            frame = await self.outbox.get()
+            await self.send(text_data=frame)
