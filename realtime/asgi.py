@@ -5,7 +5,7 @@ import logging
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
+from channels.security.websocket import OriginValidator
 from django.conf import settings
 
 from .feed import registry
@@ -13,6 +13,21 @@ from .routing import websocket_urlpatterns
 from .sweeper import sweep_forever
 
 logger = logging.getLogger(__name__)
+
+
+class AllowedHostsOriginValidator(OriginValidator):
+    """Channels' validator of that name, but reading ALLOWED_HOSTS as each socket connects
+    rather than once at import (so it always agrees with the HTTP side)."""
+
+    def __init__(self, application) -> None:
+        super().__init__(application, [])
+
+    def valid_origin(self, parsed_origin) -> bool:
+        hosts = settings.ALLOWED_HOSTS
+        if settings.DEBUG and not hosts:
+            hosts = ["localhost", "127.0.0.1", "[::1]"]
+        self.allowed_origins = hosts
+        return super().valid_origin(parsed_origin)
 
 
 class Lifespan:

@@ -5,14 +5,13 @@ import json
 import logging
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import close_old_connections
 
 from events.models import Event
 
 from .catchup import catch_up_frame
+from .db import in_worker_thread
 from .feed import registry
 
 logger = logging.getLogger(__name__)
@@ -23,18 +22,12 @@ MAX_CLIENT_MESSAGE = 1024
 
 
 def _visible_event_id(event_id: int, user) -> int | None:
-    close_old_connections()
     event = Event.objects.filter(pk=event_id).values("pk", "sale_state").first()
     if event is None:
         return None
     if event["sale_state"] == Event.SaleState.DRAFT and not getattr(user, "is_staff", False):
         return None
     return event["pk"]
-
-
-def _catch_up(event_id: int, since: int | None):
-    close_old_connections()
-    return catch_up_frame(event_id=event_id, since=since)
 
 
 def _parse_version(raw) -> int | None:
@@ -64,7 +57,7 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
         event_id = int(self.scope["url_route"]["kwargs"]["event_id"])
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         since = _parse_version((query.get("v") or [""])[0])
-        visible = await sync_to_async(_visible_event_id, thread_sensitive=False)(
+        visible = await in_worker_thread(_visible_event_id)(
             event_id, self.scope.get("user")
         )
         if visible is None:
@@ -79,12 +72,15 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
         await self._catch_up(since)
 
     async def disconnect(self, code) -> None:
+        self._leave_feed()
+        if self.writer is not None:
+            self.writer.cancel()
+
+    def _leave_feed(self) -> None:
         self.closing = True
         if self.feed is not None:
             registry().unsubscribe(self.event_id, self)
             self.feed = None
-        if self.writer is not None:
-            self.writer.cancel()
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if not text_data or len(text_data) > MAX_CLIENT_MESSAGE:
@@ -110,7 +106,7 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
     def _enqueue(self, frame: str) -> None:
         if self.outbox.qsize() >= settings.REALTIME_SOCKET_QUEUE:
             # Too slow to keep up: close so it reconnects from its version and catches up.
-            self.closing = True
+            self._leave_feed()
             asyncio.create_task(self.close(code=TRY_AGAIN_LATER))
             return
         self.outbox.put_nowait(frame)
@@ -119,8 +115,8 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
         """Sends what the viewer missed, then the deltas that arrived meanwhile."""
         self.held_back = self.held_back if self.held_back is not None else []
         try:
-            version, frame = await sync_to_async(_catch_up, thread_sensitive=False)(
-                self.event_id, since
+            version, frame = await in_worker_thread(catch_up_frame)(
+                event_id=self.event_id, since=since
             )
         except Exception:
             logger.exception("Catch-up of event %s failed", self.event_id)

@@ -10,13 +10,12 @@ import logging
 import weakref
 from typing import Protocol
 
-from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import close_old_connections
 
 from events.models import Event
 
+from .db import in_worker_thread
 from .frames import version_marker
 from .publish import event_group
 
@@ -33,7 +32,6 @@ class Subscriber(Protocol):
 
 
 def _current_version(event_id: int) -> int | None:
-    close_old_connections()
     return Event.objects.filter(pk=event_id).values_list("version", flat=True).first()
 
 
@@ -116,7 +114,7 @@ class EventFeed:
         while True:
             await asyncio.sleep(interval)
             try:
-                version = await sync_to_async(_current_version, thread_sensitive=False)(
+                version = await in_worker_thread(_current_version)(
                     self.event_id
                 )
             except Exception:

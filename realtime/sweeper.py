@@ -3,20 +3,11 @@
 import asyncio
 import logging
 
-from asgiref.sync import sync_to_async
-from django.db import close_old_connections
-
 from seats.services import expire_holds
 
+from .db import in_worker_thread
+
 logger = logging.getLogger(__name__)
-
-
-def sweep_once() -> int:
-    close_old_connections()
-    try:
-        return expire_holds()
-    finally:
-        close_old_connections()
 
 
 async def sweep_forever(*, interval: float, stop: asyncio.Event | None = None) -> None:
@@ -28,7 +19,7 @@ async def sweep_forever(*, interval: float, stop: asyncio.Event | None = None) -
     stop = stop or asyncio.Event()
     while not stop.is_set():
         try:
-            released = await sync_to_async(sweep_once, thread_sensitive=False)()
+            released = await in_worker_thread(expire_holds)()
             if released:
                 logger.info("Released %d seats from expired holds", released)
         except Exception:

@@ -15,6 +15,7 @@
   var status = document.getElementById("live-status");
   var MARKER = /^<div id="live-version" data-kind="(\w+)" data-version="(\d+)"/;
   var socket = null;
+  var currentWs = null;
   var lastFrameAt = Date.now();
   var resyncUntil = 0;
   var wasPaused = false;
@@ -44,12 +45,15 @@
 
   live.addEventListener("htmx:wsOpen", function (event) {
     socket = event.detail.socketWrapper;
+    currentWs = event.detail.event.target;
     lastFrameAt = Date.now();
     resyncUntil = 0;
     setStatus(wasPaused ? "resumed" : "live", wasPaused ? "Live updates resumed" : "Live");
   });
 
-  live.addEventListener("htmx:wsClose", function () {
+  live.addEventListener("htmx:wsClose", function (event) {
+    // A socket replaced by a reconnect closes after its successor opened: ignore it.
+    if (currentWs && event.detail.event.target !== currentWs) return;
     socket = null;
     wasPaused = true;
     setStatus("paused", "Live updates paused — reconnecting…");

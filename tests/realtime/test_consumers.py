@@ -1,0 +1,198 @@
+"""The seat-map WebSocket, end to end through the ASGI application and the channel layer."""
+
+import json
+import re
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.db import transaction
+
+from booking_site.asgi import application
+from events.models import Event
+from realtime.feed import registry
+from realtime.publish import event_group
+from seats import services
+from seats.errors import SeatsUnavailable
+from seats.models import Seat
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+MARKER = re.compile(r'^<div id="live-version" data-kind="(\w+)" data-version="(\d+)"')
+SEAT = re.compile(r'id="seat-(\d+)"[^>]*?data-state="(\w+)"')
+
+
+@pytest.fixture(autouse=True)
+def realtime_settings(settings):
+    settings.REALTIME_FEED_LINGER = 0
+    settings.REALTIME_HEARTBEAT_SECONDS = 60
+
+
+def parse(frame: str) -> tuple[str, int, dict[int, str]]:
+    kind, version = MARKER.match(frame).groups()
+    return kind, int(version), {int(i): s for i, s in SEAT.findall(frame)}
+
+
+async def open_viewer(event_id, version=None, origin=b"http://testserver"):
+    path = f"/ws/events/{event_id}/" + ("" if version is None else f"?v={version}")
+    viewer = WebsocketCommunicator(application, path, headers=[(b"origin", origin)])
+    connected, _ = await viewer.connect()
+    return viewer, connected
+
+
+def db_states(event_id) -> dict[int, str]:
+    return dict(Seat.objects.filter(event_id=event_id).values_list("pk", "state"))
+
+
+def version_of(event) -> int:
+    return Event.objects.values_list("version", flat=True).get(pk=event.pk)
+
+
+async def test_committed_booking_reaches_viewer(event, seat_ids, alice):
+    viewer, connected = await open_viewer(event.pk, event.version)
+    assert connected
+    assert await viewer.receive_nothing(0.2)  # up to date: no catch-up frame
+
+    await sync_to_async(services.book_seats)(customer=alice, event_id=event.pk, seat_ids=seat_ids[:2])
+
+    kind, version, seats = parse(await viewer.receive_from(timeout=2))
+    assert (kind, version) == ("delta", event.version + 1)
+    assert seats == {seat_ids[0]: "sold", seat_ids[1]: "sold"}
+    await viewer.disconnect()
+
+
+async def test_failed_and_rolled_back_changes_are_not_announced(event, seat_ids, alice, bob):
+    await sync_to_async(services.hold_seats)(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1])
+    viewer, _ = await open_viewer(event.pk, await sync_to_async(version_of)(event))
+
+    with pytest.raises(SeatsUnavailable):
+        await sync_to_async(services.book_seats)(customer=bob, event_id=event.pk, seat_ids=seat_ids[:1])
+
+    def hold_then_roll_back():
+        with transaction.atomic():
+            services.hold_seats(customer=bob, event_id=event.pk, seat_ids=seat_ids[1:2])
+            raise RuntimeError("payment provider down")
+
+    with pytest.raises(RuntimeError):
+        await sync_to_async(hold_then_roll_back)()
+
+    assert await viewer.receive_nothing(0.5)
+    await viewer.disconnect()
+
+
+async def test_reconnect_from_old_version_gets_what_it_missed(event, seat_ids, alice, bob):
+    old = event.version
+    await sync_to_async(services.hold_seats)(customer=alice, event_id=event.pk, seat_ids=seat_ids[:2])
+    await sync_to_async(services.book_seats)(customer=bob, event_id=event.pk, seat_ids=seat_ids[5:6])
+    hold = await sync_to_async(services.hold_seats)(customer=bob, event_id=event.pk, seat_ids=seat_ids[7:8])
+    await sync_to_async(services.release_hold)(hold_id=hold.pk, actor=bob)
+
+    viewer, _ = await open_viewer(event.pk, old)
+    kind, version, seats = parse(await viewer.receive_from(timeout=2))
+
+    assert kind == "sync"
+    assert version == await sync_to_async(version_of)(event) == old + 4
+    assert seats == {seat_ids[0]: "held", seat_ids[1]: "held", seat_ids[5]: "sold",
+                     seat_ids[7]: "available"}
+    await viewer.disconnect()
+
+
+async def test_viewer_far_behind_gets_a_whole_fresh_map(settings, event, seat_ids, alice):
+    settings.REALTIME_CATCHUP_LIMIT = 1
+    await sync_to_async(services.hold_seats)(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1])
+    await sync_to_async(services.hold_seats)(customer=alice, event_id=event.pk, seat_ids=seat_ids[1:2])
+
+    viewer, _ = await open_viewer(event.pk, 0)
+    frame = await viewer.receive_from(timeout=2)
+    kind, version, seats = parse(frame)
+
+    assert kind == "sync" and 'id="seat-map"' in frame
+    assert seats == await sync_to_async(db_states)(event.pk)
+    await viewer.disconnect()
+
+
+async def test_resync_request_is_answered_with_the_missed_changes(event, seat_ids, alice):
+    viewer, _ = await open_viewer(event.pk, event.version)
+    await sync_to_async(services.book_seats)(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1])
+    await viewer.receive_from(timeout=2)  # the delta
+
+    await viewer.send_to(text_data=json.dumps({"type": "resync", "version": event.version}))
+
+    kind, version, seats = parse(await viewer.receive_from(timeout=2))
+    assert (kind, version, seats) == ("sync", event.version + 1, {seat_ids[0]: "sold"})
+    await viewer.disconnect()
+
+
+async def test_deltas_published_out_of_order_reach_the_viewer_in_order(event):
+    viewer, _ = await open_viewer(event.pk, event.version)
+    layer = get_channel_layer()
+    for version in (event.version + 1, event.version + 3, event.version + 2):
+        frame = f'<div id="live-version" data-kind="delta" data-version="{version}"></div>'
+        await layer.group_send(event_group(event.pk),
+                               {"type": "seat.delta", "version": version, "frame": frame})
+
+    received = [parse(await viewer.receive_from(timeout=2))[1] for _ in range(3)]
+    assert received == [event.version + 1, event.version + 2, event.version + 3]
+    await viewer.disconnect()
+
+
+async def test_one_subscription_per_process_whatever_the_number_of_viewers(event):
+    viewers = [(await open_viewer(event.pk, event.version))[0] for _ in range(5)]
+
+    assert len(get_channel_layer().groups[event_group(event.pk)]) == 1
+    assert len(registry().feeds[event.pk].subscribers) == 5
+    for viewer in viewers:
+        await viewer.disconnect()
+
+
+async def test_heartbeat_carries_the_database_version(settings, event, seat_ids, alice):
+    settings.REALTIME_HEARTBEAT_SECONDS = 0.2
+    viewer, _ = await open_viewer(event.pk, event.version)
+    await sync_to_async(services.hold_seats)(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1])
+
+    frames = [parse(await viewer.receive_from(timeout=2)) for _ in range(2)]
+    heartbeats = [f for f in frames if f[0] == "heartbeat"]
+    if not heartbeats:
+        heartbeats = [parse(await viewer.receive_from(timeout=2))]
+    assert heartbeats[0][1] in (event.version, event.version + 1)
+    assert (await sync_to_async(version_of)(event)) == event.version + 1
+    await viewer.disconnect()
+
+
+async def test_a_socket_that_cannot_keep_up_is_closed_to_reconnect_and_catch_up(settings, event):
+    settings.REALTIME_SOCKET_QUEUE = 3
+    viewer, _ = await open_viewer(event.pk, event.version)
+    (consumer,) = registry().feeds[event.pk].subscribers
+
+    for version in range(1, 10):  # faster than the writer can drain: no await in between
+        consumer.deliver(kind="delta", version=version, frame="<div></div>")
+
+    messages = []
+    while True:
+        output = await viewer.receive_output(timeout=2)
+        messages.append(output)
+        if output["type"] == "websocket.close":
+            break
+    assert output["code"] == 1013
+    assert sum(m["type"] == "websocket.send" for m in messages) <= 3
+    assert event.pk not in registry().feeds or not registry().feeds[event.pk].subscribers
+
+
+async def test_foreign_origin_is_refused(event):
+    _, connected = await open_viewer(event.pk, event.version, origin=b"http://evil.example")
+    assert not connected
+
+
+async def test_draft_event_is_not_streamed_to_the_public(event):
+    await sync_to_async(services.set_sale_state)(event_id=event.pk, sale_state="draft")
+    _, connected = await open_viewer(event.pk, 0)
+    assert not connected
+
+
+async def test_bad_version_parameter_gets_the_whole_map(event, seat_ids):
+    viewer, connected = await open_viewer(event.pk, "not-a-number")
+    assert connected
+    kind, _, seats = parse(await viewer.receive_from(timeout=2))
+    assert kind == "sync" and len(seats) == len(seat_ids)
+    await viewer.disconnect()
