@@ -38,6 +38,8 @@ from .locking import (
 from .models import Booking, BookingSeat, Hold, Seat, SeatState
 
 MAX_SEATS_PER_REQUEST = 100
+# Largest primary key (bigint); a larger id in an `IN (...)` query fails in the driver.
+_MAX_ID = 2**63 - 1
 
 
 # --- input checks ---------------------------------------------------------------------
@@ -50,7 +52,9 @@ def clean_seat_ids(seat_ids: object, *, limit: int = MAX_SEATS_PER_REQUEST) -> l
         raise InvalidRequest('"seats" must be a list of seat ids.')
     if not seat_ids:
         raise InvalidRequest("Choose at least one seat.")
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in seat_ids):
+    if any(
+        isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= _MAX_ID for s in seat_ids
+    ):
         raise InvalidRequest("Seat ids must be positive integers.")
     if len(set(seat_ids)) != len(seat_ids):
         raise InvalidRequest("A seat is listed more than once.")
