@@ -1,0 +1,209 @@
+"""Real uvicorn processes sharing PostgreSQL and Redis, driven through real sockets."""
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import websockets
+from django.conf import settings
+from django.db import connection
+from django.test import Client
+
+from seats.models import Seat
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+MARKER = re.compile(r'^<div id="live-version" data-kind="(\w+)" data-version="(\d+)"')
+SEAT = re.compile(r'id="seat-(\d+)"[^>]*?data-state="(\w+)"')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One `uvicorn booking_site.asgi:application` process on the test database."""
+
+    def __init__(self, tmp_path: Path, name: str) -> None:
+        self.port = free_port()
+        self.origin = f"http://127.0.0.1:{self.port}"
+        db = connection.settings_dict
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "REDIS_URL": os.environ["REDIS_URL"],
+            # The same key as this process, so the sessions the tests create are valid there.
+            "SECRET_KEY": settings.SECRET_KEY,
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "DEBUG": "0",
+            "SWEEP_IN_WEB_PROCESS": "0",
+            "CONN_MAX_AGE": "0",
+        }
+        self.log = tmp_path / f"{name}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Server":
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "booking_site.asgi:application",
+             "--host", "127.0.0.1", "--port", str(self.port), "--ws-ping-interval", "5"],
+            cwd=ROOT, env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.origin + "/api/events/0/seats", timeout=1)
+            except urllib.error.HTTPError:
+                return self  # answering (404 for event 0)
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"server did not start:\n{self.log.read_text()}")
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=15)
+
+    def ws_url(self, event_id: int, version: int) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/events/{event_id}/?v={version}"
+
+
+@pytest.fixture
+def servers(tmp_path):
+    started = [Server(tmp_path, "a").start(), Server(tmp_path, "b").start()]
+    yield started
+    for server in started:
+        server.stop()
+
+
+def api_headers(user) -> dict:
+    client = Client()
+    client.force_login(user)
+    csrf = secrets.token_hex(16)  # 32 characters, as Django's own cookie secret
+    return {
+        "Cookie": f"sessionid={client.cookies['sessionid'].value}; csrftoken={csrf}",
+        "X-CSRFToken": csrf,
+        "Content-Type": "application/json",
+    }
+
+
+def post_json(server: Server, path: str, body: dict, headers: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(server.origin + path, data=json.dumps(body).encode(),
+                                     headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+class Viewer:
+    """A browser's view of the map: applies frames in version order, as live.js does."""
+
+    def __init__(self, server: Server, event_id: int, version: int) -> None:
+        self.server, self.event_id, self.version = server, event_id, version
+        self.states: dict[int, str] = {}
+        self.ws = None
+
+    async def connect(self) -> "Viewer":
+        self.ws = await websockets.connect(
+            self.server.ws_url(self.event_id, self.version),
+            origin=self.server.origin, max_queue=None, open_timeout=10,
+        )
+        return self
+
+    def apply(self, frame: str) -> None:
+        kind, version = MARKER.match(frame).groups()
+        version = int(version)
+        if kind == "heartbeat" or version <= self.version and kind == "delta":
+            return
+        self.states.update({int(i): s for i, s in SEAT.findall(frame)})
+        self.version = max(self.version, version)
+
+    async def wait_for(self, seat_id: int, state: str, timeout: float = 10) -> None:
+        async with asyncio.timeout(timeout):
+            while self.states.get(seat_id) != state:
+                self.apply(await self.ws.recv())
+
+
+def test_booking_on_one_process_reaches_viewers_on_both(servers, event, seat_ids, alice):
+    a, b = servers
+    headers = api_headers(alice)
+
+    async def scenario():
+        viewers = [await Viewer(b, event.pk, event.version).connect(),
+                   await Viewer(a, event.pk, event.version).connect()]
+        status, body = await asyncio.to_thread(
+            post_json, a, f"/api/events/{event.pk}/bookings", {"seats": seat_ids[:2]}, headers)
+        assert status == 201, body
+        for viewer in viewers:
+            await viewer.wait_for(seat_ids[0], "sold")
+            await viewer.wait_for(seat_ids[1], "sold")
+            assert viewer.version == event.version + 1
+            await viewer.ws.close()
+
+    asyncio.run(scenario())
+
+
+def test_hundreds_of_viewers_on_another_process_all_receive_every_change(servers, event,
+                                                                          seat_ids, alice):
+    a, b = servers
+    headers = api_headers(alice)
+
+    async def scenario():
+        viewers = []
+        for _ in range(300):
+            viewers.append(await Viewer(b, event.pk, event.version).connect())
+        for seat_id in seat_ids[:3]:
+            status, body = await asyncio.to_thread(
+                post_json, a, f"/api/events/{event.pk}/holds", {"seats": [seat_id]}, headers)
+            assert status == 201, body
+        await asyncio.gather(*(v.wait_for(seat_ids[2], "held", timeout=20) for v in viewers))
+        for viewer in viewers:
+            assert viewer.version == event.version + 3
+            assert all(viewer.states[s] == "held" for s in seat_ids[:3])
+        await asyncio.gather(*(v.ws.close() for v in viewers))
+
+    asyncio.run(scenario())
+    assert "Traceback" not in servers[1].log.read_text()
+
+
+def test_viewer_of_a_restarted_process_reconnects_and_catches_up(servers, event, seat_ids,
+                                                                 alice, bob):
+    a, b = servers
+    customers = ((api_headers(alice), seat_ids[:2]), (api_headers(bob), seat_ids[2:3]))
+
+    async def scenario():
+        viewer = await Viewer(b, event.pk, event.version).connect()
+        await asyncio.to_thread(b.stop)  # a deploy: uvicorn closes sockets with 1012
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await viewer.ws.recv()
+        assert closed.value.rcvd.code == 1012  # the htmx ws extension reconnects on it
+
+        for headers, seats in customers:
+            status, body = await asyncio.to_thread(
+                post_json, a, f"/api/events/{event.pk}/bookings", {"seats": seats}, headers)
+            assert status == 201, body
+
+        await asyncio.to_thread(b.start)
+        await viewer.connect()  # from the version it had reached
+        await viewer.wait_for(seat_ids[2], "sold")
+        await viewer.ws.close()
+        return viewer
+
+    viewer = asyncio.run(scenario())
+    database = dict(Seat.objects.filter(event=event).values_list("pk", "state"))
+    assert {s: viewer.states[s] for s in viewer.states} == {s: database[s] for s in viewer.states}
+    assert viewer.states == {seat_ids[0]: "sold", seat_ids[1]: "sold", seat_ids[2]: "sold"}
