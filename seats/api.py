@@ -1,0 +1,192 @@
+"""JSON API for the seat map, holds and bookings.
+
+Session-authenticated; unsafe methods need the CSRF token in the `X-CSRFToken` header.
+Views only parse and validate the request, call one service, and turn its BookingError into
+a JSON answer (see `api_view`). Every error, including 401/405/CSRF, is JSON.
+"""
+
+import json
+from collections.abc import Callable
+from functools import wraps
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views import csrf
+
+from events.models import Event
+
+from . import selectors, services
+from .errors import BookingError, Busy, InvalidRequest, NotFound
+
+
+class NotAuthenticated(BookingError):
+    status = 401
+    code = "not_authenticated"
+
+
+class MethodNotAllowed(BookingError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(BookingError):
+    status = 413
+    code = "too_large"
+
+
+def error_response(exc: BookingError) -> JsonResponse:
+    """The JSON answer for a domain error: its status and `as_dict()` body."""
+    response = JsonResponse(exc.as_dict(), status=exc.status)
+    if isinstance(exc, Busy):
+        # Lock waits are short (BOOKING_LOCK_TIMEOUT_MS), so an immediate retry usually works.
+        response["Retry-After"] = "1"
+    return response
+
+
+def api_view(*methods: str, login_required: bool = True) -> Callable:
+    """Wraps a view: answers 405 for other methods and 401 for anonymous users (unless
+    `login_required` is False), and turns any BookingError the view raises into JSON."""
+
+    def decorate(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            try:
+                if request.method not in methods:
+                    raise MethodNotAllowed(f"Use {' or '.join(methods)} here.")
+                if login_required and not request.user.is_authenticated:
+                    raise NotAuthenticated("Log in first.")
+                return view(request, *args, **kwargs)
+            except BookingError as exc:
+                response = error_response(exc)
+                if isinstance(exc, MethodNotAllowed):
+                    response["Allow"] = ", ".join(methods)
+                return response
+
+        return wrapper
+
+    return decorate
+
+
+def _json_body(request: HttpRequest, *, optional: bool = False) -> dict:
+    """The request body as a JSON object. An empty body is {} when `optional`."""
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise PayloadTooLarge("The request body is too large.") from None
+    if optional and not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        # ValueError covers bad UTF-8, bad JSON and integers too long to convert.
+        raise InvalidRequest("The request body must be JSON.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+def _visible_event(request: HttpRequest, event_id: int) -> Event:
+    """The event, unless it does not exist or is a draft the user may not see (404 alike,
+    so a draft's existence does not leak)."""
+    event = Event.objects.filter(pk=event_id).first()
+    if event is None or (event.sale_state == Event.SaleState.DRAFT and not request.user.is_staff):
+        raise NotFound("No such event.")
+    return event
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@api_view("GET", "HEAD", login_required=False)
+def seat_map(request: HttpRequest, event_id: int) -> JsonResponse:
+    event = _visible_event(request, event_id)
+    current = selectors.seat_map(event_id=event.pk, now=timezone.now())
+    seats = [
+        {
+            "id": seat["id"],
+            "label": f"{seat['section']}-{seat['row']}-{seat['number']}",
+            "section": seat["section"],
+            "row": seat["row"],
+            "number": seat["number"],
+            "price": seat["price"],
+            "state": seat["state"],
+        }
+        for seat in current.seats
+    ]
+    return JsonResponse({"event": event.pk, "version": current.version, "seats": seats})
+
+
+@api_view("POST")
+def create_hold(request: HttpRequest, event_id: int) -> JsonResponse:
+    body = _json_body(request)
+    event = _visible_event(request, event_id)
+    hold = services.hold_seats(customer=request.user, event_id=event.pk, seat_ids=body.get("seats"))
+    return JsonResponse(
+        {
+            "hold": hold.pk,
+            "seats": sorted(hold.seats.values_list("pk", flat=True)),
+            "expires_at": _iso(hold.expires_at),
+        },
+        status=201,
+    )
+
+
+@api_view("POST")
+def create_booking(request: HttpRequest, event_id: int) -> JsonResponse:
+    body = _json_body(request)
+    event = _visible_event(request, event_id)
+    booking = services.book_seats(
+        customer=request.user,
+        event_id=event.pk,
+        seat_ids=body.get("seats"),
+        hold_id=body.get("hold"),
+    )
+    return JsonResponse(
+        {
+            "booking": booking.pk,
+            "seats": sorted(booking.items.values_list("seat_id", flat=True)),
+            "total": str(booking.total),
+        },
+        status=201,
+    )
+
+
+@api_view("DELETE")
+def release_hold(request: HttpRequest, hold_id: int) -> JsonResponse:
+    body = _json_body(request, optional=True)
+    hold = services.release_hold(hold_id=hold_id, actor=request.user, seat_ids=body.get("seats"))
+    return JsonResponse(
+        {
+            "hold": hold.pk,
+            "seats": sorted(hold.seats.values_list("pk", flat=True)),
+            "ended": hold.ended_at is not None,
+        }
+    )
+
+
+@api_view("DELETE")
+def cancel_booking(request: HttpRequest, booking_id: int) -> JsonResponse:
+    booking = services.cancel_booking(booking_id=booking_id, actor=request.user)
+    return JsonResponse({"booking": booking.pk, "cancelled_at": _iso(booking.cancelled_at)})
+
+
+def not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
+    """Any other /api/ address (including non-numeric ids)."""
+    return error_response(NotFound("No such API endpoint."))
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: JSON 403 for the API, Django's own page everywhere else."""
+    if request.path_info.startswith("/api/"):
+        return JsonResponse(
+            {
+                "error": "CSRF check failed: send the csrftoken cookie's value in the "
+                "X-CSRFToken header.",
+                "code": "csrf_failed",
+                "reason": reason,
+            },
+            status=403,
+        )
+    return csrf.csrf_failure(request, reason=reason)
