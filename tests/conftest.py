@@ -1,5 +1,6 @@
 import os
 from datetime import timedelta
+from pathlib import Path
 from decimal import Decimal
 
 import pytest
@@ -25,6 +26,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(
                 pytest.mark.skip(reason="needs Debian's chromium (apt-get install chromium)")
             )
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Removes this run's SQLite test database files (see settings: TEST NAME)."""
+    for path in (Path(__file__).resolve().parents[1] / "var").glob(f"test-{os.getpid()}.sqlite3*"):
+        path.unlink(missing_ok=True)
 
 
 @pytest.fixture
