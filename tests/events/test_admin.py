@@ -1,0 +1,325 @@
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from events.models import Event
+from seats import services
+from seats.models import Booking, Hold, Seat, SeatChange
+from tests.conftest import make_event
+
+EVENTS = "admin:events_event_changelist"
+SEATS = "admin:seats_seat_changelist"
+
+
+def act(client, changelist, action, ids):
+    """Runs an admin action on the selected ids; returns the messages shown afterwards."""
+    response = client.post(
+        reverse(changelist),
+        {"action": action, "_selected_action": [str(i) for i in ids]},
+        follow=True,
+    )
+    assert response.redirect_chain[-1] == (reverse(changelist), 302)
+    return [str(m) for m in response.context["messages"]]
+
+
+def states(seat_ids):
+    return list(Seat.objects.filter(pk__in=seat_ids).order_by("pk").values_list("state", flat=True))
+
+
+def generate_url(event):
+    return reverse("admin:events_event_generate_seats", args=[event.pk])
+
+
+def sections_post(*sections):
+    data = {"form-TOTAL_FORMS": "3", "form-INITIAL_FORMS": "0"}
+    for i, (name, rows, per_row, price) in enumerate(sections):
+        data |= {
+            f"form-{i}-name": name,
+            f"form-{i}-rows": str(rows),
+            f"form-{i}-seats_per_row": str(per_row),
+            f"form-{i}-price": price,
+        }
+    return data
+
+
+def test_non_staff_users_are_sent_to_the_login_page(client, alice, event):
+    client.force_login(alice)
+    for url in [reverse(EVENTS), generate_url(event), reverse(SEATS)]:
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_generate_seat_map_creates_the_sections(staff_client, venue):
+    event = Event.objects.create(
+        name="New show", venue=venue, starts_at=timezone.now() + timedelta(days=10)
+    )
+    page = staff_client.get(generate_url(event))
+    assert page.status_code == 200
+    assert b"No seats yet." in page.content
+
+    response = staff_client.post(
+        generate_url(event), sections_post(("Stalls", 2, 3, "30.00"), ("Circle", 1, 4, "12.50"))
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:events_event_change", args=[event.pk])
+    labels = {s.label: s.price for s in event.seats.all()}
+    assert sorted(labels) == sorted(
+        [f"Stalls-{r}-{n}" for r in "AB" for n in (1, 2, 3)]
+        + [f"Circle-A-{n}" for n in range(1, 5)]
+    )
+    assert labels["Stalls-B-3"] == Decimal("30.00")
+    assert labels["Circle-A-4"] == Decimal("12.50")
+    assert set(event.seats.values_list("state", flat=True)) == {"available"}
+    assert "Created 10 seats in Stalls, Circle." in [
+        str(m) for m in get_messages(response.wsgi_request)
+    ]
+
+
+def test_generate_seat_map_is_refused_once_sales_opened(staff_client, event):
+    before = event.seats.count()
+    page = staff_client.get(generate_url(event))
+    assert b"seats can only be" in page.content
+
+    response = staff_client.post(generate_url(event), sections_post(("Extra", 1, 5, "10")))
+
+    assert response.status_code == 409
+    assert b"Seats can only be generated while the event is a draft." in response.content
+    assert event.seats.count() == before
+
+
+@pytest.mark.parametrize(
+    "sections, status, error",
+    [
+        ([("Stalls", 0, 3, "30")], 400, b"greater than or equal to 1"),
+        ([("Stalls", 2, 3, "-1")], 400, b"greater than or equal to 0"),
+        ([("Stalls", 1, 3, "30"), ("Stalls", 1, 3, "30")], 400, b"may be used once"),
+        ([], 400, b"Please submit at least 1 form"),
+        # "A" is already on the draft event's map.
+        ([("A", 1, 3, "30")], 409, b"Each section name may be used once per event."),
+    ],
+)
+def test_generate_seat_map_rejects_bad_sections(staff_client, draft_event, sections, status, error):
+    response = staff_client.post(generate_url(draft_event), sections_post(*sections))
+
+    assert response.status_code == status
+    assert error in response.content
+    assert draft_event.seats.count() == 1
+
+
+def test_open_and_close_sales_actions(staff_client, draft_event):
+    messages = act(staff_client, EVENTS, "open_sales", [draft_event.pk])
+    draft_event.refresh_from_db()
+    assert draft_event.sale_state == "on_sale"
+    assert messages == ["Now on sale: Premiere."]
+
+    act(staff_client, EVENTS, "close_sales", [draft_event.pk])
+    draft_event.refresh_from_db()
+    assert draft_event.sale_state == "closed"
+
+
+def test_occupancy_counts_what_viewers_see(staff_client, event, seat_ids, alice, bob, staff, now):
+    services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:2], now=now)
+    # Bob's hold has expired but the sweeper has not released it: those seats show as free.
+    services.hold_seats(
+        customer=bob, event_id=event.pk, seat_ids=seat_ids[2:5], now=now - timedelta(hours=1)
+    )
+    services.book_seats(customer=bob, event_id=event.pk, seat_ids=seat_ids[5:6], now=now)
+    services.block_seats(event_id=event.pk, seat_ids=seat_ids[6:8], actor=staff, now=now)
+
+    listing = staff_client.get(reverse(EVENTS)).content.decode()
+    assert '<td class="field-occupancy_available">7</td>' in listing
+    assert '<td class="field-occupancy_held">2</td>' in listing
+    assert '<td class="field-occupancy_sold">1</td>' in listing
+    assert '<td class="field-occupancy_blocked">2</td>' in listing
+
+    page = staff_client.get(reverse("admin:events_event_change", args=[event.pk]))
+    assert b"7 available / 2 held / 1 sold / 2 blocked" in page.content
+
+
+def test_event_list_queries_do_not_grow_with_the_number_of_events(staff_client, venue):
+    make_event(venue, name="One")
+    with CaptureQueriesContext(connection) as one_event:
+        staff_client.get(reverse(EVENTS))
+    for n in range(5):
+        make_event(venue, name=f"More {n}")
+    with CaptureQueriesContext(connection) as six_events:
+        response = staff_client.get(reverse(EVENTS))
+
+    assert response.context["cl"].result_count == 6
+    assert len(six_events) == len(one_event)
+
+
+def test_block_and_unblock_actions_go_through_the_services(staff_client, staff, event, seat_ids):
+    version = event.version
+
+    messages = act(staff_client, SEATS, "block_seats", seat_ids[:2])
+
+    assert messages == ["Blocked 2 of 2 selected seats."]
+    assert states(seat_ids[:2]) == ["blocked", "blocked"]
+    event.refresh_from_db()
+    assert event.version == version + 1
+    change = SeatChange.objects.get(seat_id=seat_ids[0])
+    assert (change.from_state, change.to_state, change.actor, change.cause) == (
+        "available",
+        "blocked",
+        staff,
+        "block",
+    )
+
+    act(staff_client, SEATS, "unblock_seats", seat_ids[:3])
+
+    assert states(seat_ids[:3]) == ["available"] * 3
+    event.refresh_from_db()
+    assert event.version == version + 2
+
+
+def test_blocking_a_sold_seat_changes_nothing(staff_client, alice, event, seat_ids, now):
+    services.book_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1], now=now)
+    event.refresh_from_db()
+    version = event.version
+
+    messages = act(staff_client, SEATS, "block_seats", seat_ids[:3])
+
+    assert messages == ["Nothing changed: Held or sold seats cannot be blocked. (A-A-1)"]
+    assert states(seat_ids[:3]) == ["sold", "available", "available"]
+    event.refresh_from_db()
+    assert event.version == version
+
+
+def test_blocking_across_events_is_all_or_nothing(staff_client, alice, venue, now):
+    first = make_event(venue, name="First")
+    second = make_event(venue, name="Second")
+    free = first.seats.order_by("pk").first()
+    sold = second.seats.order_by("pk").first()
+    services.book_seats(customer=alice, event_id=second.pk, seat_ids=[sold.pk], now=now)
+
+    messages = act(staff_client, SEATS, "block_seats", [free.pk, sold.pk])
+
+    assert messages[0].startswith("Nothing changed")
+    assert states([free.pk, sold.pk]) == ["available", "sold"]
+
+
+def test_cancel_booking_action_puts_the_seats_back_on_sale(
+    staff_client, alice, event, seat_ids, now
+):
+    booking = services.book_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:2], now=now)
+    changelist = "admin:seats_booking_changelist"
+    assert (
+        b"A-A-1 (40.00), A-A-2 (40.00)"
+        in staff_client.get(reverse("admin:seats_booking_change", args=[booking.pk])).content
+    )
+
+    messages = act(staff_client, changelist, "cancel", [booking.pk])
+
+    assert messages == [f"Cancelled booking {booking.pk}; its seats are on sale again."]
+    assert states(seat_ids[:2]) == ["available", "available"]
+    booking.refresh_from_db()
+    assert booking.is_cancelled
+
+    again = act(staff_client, changelist, "cancel", [booking.pk])
+    assert again == [f"Booking {booking.pk}: This booking is already cancelled."]
+
+
+def test_release_hold_action(staff_client, alice, event, seat_ids, now):
+    hold = services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:3], now=now)
+
+    messages = act(staff_client, "admin:seats_hold_changelist", "release", [hold.pk])
+
+    assert messages == [f"Released hold {hold.pk} (3 seats)."]
+    assert states(seat_ids[:3]) == ["available"] * 3
+    hold.refresh_from_db()
+    assert hold.end_reason == Hold.EndReason.RELEASED
+
+
+def test_holds_and_bookings_cannot_be_added_edited_or_deleted(
+    staff_client, alice, event, seat_ids, now
+):
+    booking = services.book_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1], now=now)
+    hold = services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[1:2], now=now)
+    for model, obj in [("booking", booking), ("hold", hold)]:
+        assert staff_client.get(reverse(f"admin:seats_{model}_add")).status_code == 403
+        change_url = reverse(f"admin:seats_{model}_change", args=[obj.pk])
+        assert staff_client.get(change_url).status_code == 200
+        assert staff_client.post(change_url, {"total": "0.00"}).status_code == 403
+        delete_url = reverse(f"admin:seats_{model}_delete", args=[obj.pk])
+        assert staff_client.post(delete_url, {"post": "yes"}).status_code == 403
+    assert Booking.objects.get(pk=booking.pk).total == Decimal("40.00")
+    assert Hold.objects.filter(pk=hold.pk).exists()
+
+
+def test_seat_state_is_not_editable(staff_client, draft_event, event, seat_ids):
+    draft_seat = draft_event.seats.get()
+    url = reverse("admin:seats_seat_change", args=[draft_seat.pk])
+    form = {
+        "section": "A",
+        "row_label": "A",
+        "number": "1",
+        "x": "1",
+        "y": "1",
+        "price": "99.00",
+        "state": "sold",
+    }
+
+    assert staff_client.post(url, form).status_code == 302
+
+    draft_seat.refresh_from_db()
+    assert (draft_seat.price, draft_seat.state) == (Decimal("99.00"), "available")
+
+    # On sale, nothing about a seat is editable.
+    on_sale_url = reverse("admin:seats_seat_change", args=[seat_ids[0]])
+    assert b'name="price"' not in staff_client.get(on_sale_url).content
+    staff_client.post(on_sale_url, form)
+    seat = Seat.objects.get(pk=seat_ids[0])
+    assert (seat.price, seat.state) == (Decimal("40.00"), "available")
+
+
+def test_seats_are_deleted_only_while_their_event_is_a_draft(
+    staff_client, draft_event, event, seat_ids
+):
+    messages = act(staff_client, SEATS, "delete_selected", seat_ids[:1])
+    assert messages == ["Nothing deleted: seats can only be deleted while their event is a draft."]
+    assert Seat.objects.filter(pk=seat_ids[0]).exists()
+
+    draft_seat = draft_event.seats.get()
+    response = staff_client.post(
+        reverse(SEATS),
+        {"action": "delete_selected", "_selected_action": [str(draft_seat.pk)], "post": "yes"},
+    )
+    assert response.status_code == 302
+    assert not Seat.objects.filter(pk=draft_seat.pk).exists()
+
+
+def test_event_form_cannot_change_sale_state_or_version(staff_client, staff, draft_event):
+    url = reverse("admin:events_event_change", args=[draft_event.pk])
+    services.set_sale_state(event_id=draft_event.pk, sale_state="on_sale")
+    services.block_seats(
+        event_id=draft_event.pk, seat_ids=[draft_event.seats.get().pk], actor=staff
+    )
+
+    response = staff_client.post(
+        url,
+        {
+            "name": "Premiere (matinee)",
+            "venue": draft_event.venue_id,
+            "starts_at_0": "2030-01-01",
+            "starts_at_1": "15:00:00",
+            "hold_duration": "00:05:00",
+            "max_seats_per_customer": "4",
+            "sale_state": "draft",
+            "version": "0",
+        },
+    )
+
+    assert response.status_code == 302
+    draft_event.refresh_from_db()
+    assert draft_event.name == "Premiere (matinee)"
+    assert draft_event.hold_duration == timedelta(minutes=5)
+    assert (draft_event.sale_state, draft_event.version) == ("on_sale", 1)

@@ -1,0 +1,97 @@
+import shlex
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+
+from events.models import Event, Venue
+from seats.models import Seat
+
+
+def run(*args) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_create_event_prints_its_id_last_and_puts_the_seats_on_sale(db):
+    out = run(
+        "create_event",
+        *shlex.split(
+            "--name 'Jazz Night' --rows 5 --seats-per-row 8 --price 19.90 --sections 2 "
+            "--hold-minutes 3 --max-seats 4 --venue 'Blue Room'"
+        ),
+    )
+
+    event = Event.objects.get(pk=int(out.strip().splitlines()[-1]))
+    assert (event.name, str(event.venue), event.sale_state) == (
+        "Jazz Night",
+        "Blue Room",
+        "on_sale",
+    )
+    assert (event.hold_duration.total_seconds(), event.max_seats_per_customer) == (180, 4)
+    assert event.seats.count() == 40
+    assert set(event.seats.values_list("state", "price")) == {("available", Decimal("19.90"))}
+    # 5 rows split into sections A (3 rows) and B (2 rows).
+    assert event.seats.filter(section="A").count() == 24
+    assert set(event.seats.filter(section="B").values_list("row_label", flat=True)) == {"A", "B"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--rows", "0"], "--rows and --seats-per-row must be at least 1"),
+        (["--price", "cheap"], "--price must be a number"),
+        (["--price", "-5"], "--price must be between 0 and 999999.99"),
+        (["--sections", "4"], "--sections must be between 1 and 3"),
+        (["--hold-minutes", "0.1"], "hold_duration"),
+        (["--max-seats", "0"], "max_seats_per_customer"),
+        (["--seats-per-row", "501"], "at most 500 seats"),
+        (["--starts-at", "soon"], "--starts-at must be an ISO date-time"),
+    ],
+)
+def test_create_event_rejects_bad_arguments_and_creates_nothing(db, args, message):
+    base = {"--name": "Gig", "--rows": "3", "--seats-per-row": "4", "--price": "10"}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+
+    with pytest.raises(CommandError, match=message):
+        run("create_event", *[x for pair in base.items() for x in pair])
+
+    assert (Event.objects.count(), Venue.objects.count(), Seat.objects.count()) == (0, 0, 0)
+
+
+def counts():
+    return (
+        Venue.objects.count(),
+        Event.objects.count(),
+        Seat.objects.count(),
+        get_user_model().objects.count(),
+    )
+
+
+def test_seed_demo_twice_creates_everything_once(db):
+    first = run("seed_demo")
+    event = Event.objects.get()
+    assert event.sale_state == "on_sale"
+    assert 300 <= event.seats.count() <= 500
+    assert len(set(event.seats.values_list("price", flat=True))) >= 3
+    assert f"/events/{event.pk}/" in first
+    assert "demo / demo-pass-2026" in first and "admin / admin-pass-2026" in first
+    User = get_user_model()
+    assert User.objects.get(username="demo").check_password("demo-pass-2026")
+    admin = User.objects.get(username="admin")
+    assert admin.is_staff and admin.is_superuser and admin.check_password("admin-pass-2026")
+    seeded = counts()
+    # Someone changed the demo password since: seeding again must not undo that.
+    demo = User.objects.get(username="demo")
+    demo.set_password("changed-by-hand")
+    demo.save()
+
+    second = run("seed_demo")
+
+    assert counts() == seeded
+    assert User.objects.get(username="demo").check_password("changed-by-hand")
+    assert "demo / demo-pass-2026 (existing user; password left as it was)" in second
+    assert f"/events/{event.pk}/" in second
