@@ -4,99 +4,27 @@ import asyncio
 import json
 import os
 import re
-import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import websockets
-from django.conf import settings
-from django.db import connection
-from django.test import Client
 
 from seats.models import Seat
+from tests.servers import Server, session_headers
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 MARKER = re.compile(r'^<div id="live-version" data-kind="(\w+)" data-version="(\d+)"')
 SEAT = re.compile(r'id="seat-(\d+)"[^>]*?data-state="(\w+)"')
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """One `uvicorn booking_site.asgi:application` process on the test database."""
-
-    def __init__(self, tmp_path: Path, name: str) -> None:
-        self.port = free_port()
-        self.origin = f"http://127.0.0.1:{self.port}"
-        db = connection.settings_dict
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "REDIS_URL": os.environ["REDIS_URL"],
-            # The same key as this process, so the sessions the tests create are valid there.
-            "SECRET_KEY": settings.SECRET_KEY,
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "DEBUG": "0",
-            "SWEEP_IN_WEB_PROCESS": "0",
-            "CONN_MAX_AGE": "0",
-        }
-        self.log = tmp_path / f"{name}.log"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> "Server":
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "booking_site.asgi:application",
-             "--host", "127.0.0.1", "--port", str(self.port), "--ws-ping-interval", "5"],
-            cwd=ROOT, env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(self.origin + "/api/events/0/seats", timeout=1)
-            except urllib.error.HTTPError:
-                return self  # answering (404 for event 0)
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"server did not start:\n{self.log.read_text()}")
-
-    def stop(self, sig=signal.SIGTERM) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=15)
-
-    def ws_url(self, event_id: int, version: int) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/events/{event_id}/?v={version}"
-
-
 @pytest.fixture
 def servers(tmp_path):
-    started = [Server(tmp_path, "a").start(), Server(tmp_path, "b").start()]
+    env = {"REDIS_URL": os.environ.get("REDIS_URL", "")}
+    started = [Server(tmp_path, "a", **env).start(), Server(tmp_path, "b", **env).start()]
     yield started
     for server in started:
         server.stop()
-
-
-def api_headers(user) -> dict:
-    client = Client()
-    client.force_login(user)
-    csrf = secrets.token_hex(16)  # 32 characters, as Django's own cookie secret
-    return {
-        "Cookie": f"sessionid={client.cookies['sessionid'].value}; csrftoken={csrf}",
-        "X-CSRFToken": csrf,
-        "Content-Type": "application/json",
-    }
 
 
 def post_json(server: Server, path: str, body: dict, headers: dict) -> tuple[int, dict]:
@@ -140,7 +68,7 @@ class Viewer:
 
 def test_booking_on_one_process_reaches_viewers_on_both(servers, event, seat_ids, alice):
     a, b = servers
-    headers = api_headers(alice)
+    headers = session_headers(alice)
 
     async def scenario():
         viewers = [await Viewer(b, event.pk, event.version).connect(),
@@ -160,7 +88,7 @@ def test_booking_on_one_process_reaches_viewers_on_both(servers, event, seat_ids
 def test_hundreds_of_viewers_on_another_process_all_receive_every_change(servers, event,
                                                                           seat_ids, alice):
     a, b = servers
-    headers = api_headers(alice)
+    headers = session_headers(alice)
 
     async def scenario():
         viewers = []
@@ -183,7 +111,7 @@ def test_hundreds_of_viewers_on_another_process_all_receive_every_change(servers
 def test_viewer_of_a_restarted_process_reconnects_and_catches_up(servers, event, seat_ids,
                                                                  alice, bob):
     a, b = servers
-    customers = ((api_headers(alice), seat_ids[:2]), (api_headers(bob), seat_ids[2:3]))
+    customers = ((session_headers(alice), seat_ids[:2]), (session_headers(bob), seat_ids[2:3]))
 
     async def scenario():
         viewer = await Viewer(b, event.pk, event.version).connect()

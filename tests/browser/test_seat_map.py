@@ -1,0 +1,143 @@
+"""Real browsers (Debian's headless Chromium) on a real server process."""
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from seats import services
+from tests.conftest import make_event, make_user
+from tests.servers import Server
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture(autouse=True)
+def sync_database_calls_beside_playwright(monkeypatch):
+    # Playwright's sync API keeps an event loop running in this thread, which makes Django
+    # refuse the tests' own (plain synchronous) database calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
+
+
+@pytest.fixture
+def server(tmp_path):
+    env = {"REDIS_URL": os.environ.get("REDIS_URL", ""), "REALTIME_HEARTBEAT_SECONDS": "2"}
+    started = Server(tmp_path, "web", **env).start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def browser():
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        yield launched
+        launched.close()
+
+
+def customer_page(browser, server, username):
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"{server.origin}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", "pw-" + username)
+    page.click("form.stack-form button[type=submit]")
+    page.wait_for_url(f"{server.origin}/")
+    return page
+
+
+def open_map(page, server, event):
+    page.goto(f"{server.origin}/events/{event.pk}/")
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
+
+
+def test_two_customers_see_each_other_live_and_a_late_viewer_sees_the_result(
+    server, browser, venue
+):
+    make_user("alice")
+    make_user("bob")
+    event = make_event(venue, rows=6, seats_per_row=10)
+    seat = event.seats.order_by("pk")[12]
+    alice, bob = customer_page(browser, server, "alice"), customer_page(browser, server, "bob")
+    open_map(alice, server, event)
+    open_map(bob, server, event)
+    seat_on = {page: page.locator(f"#seat-{seat.pk}") for page in (alice, bob)}
+    expect(seat_on[bob]).to_have_attribute("data-state", "available")
+
+    seat_on[alice].click()
+    expect(seat_on[alice]).to_have_attribute("data-state", "held")
+    started = time.monotonic()
+    expect(seat_on[bob]).to_have_attribute("data-state", "held", timeout=1000)
+    seen_after = time.monotonic() - started
+    expect(alice.locator("#hold-panel")).to_contain_text(f"Seat {seat.number}")
+    expect(bob.locator("#hold-panel")).not_to_contain_text(f"Seat {seat.number}")
+
+    seat_on[bob].click()  # someone else's hold: refused, nothing changes
+    expect(bob.locator("#toasts")).not_to_be_empty()
+    expect(seat_on[bob]).to_have_attribute("data-state", "held")
+
+    alice.locator(".checkout-form button[type=submit]").click()
+    alice.wait_for_url("**/bookings/*/")
+    expect(alice.get_by_role("row", name=f"A B {seat.number} €40.00")).to_be_visible()
+    expect(seat_on[bob]).to_have_attribute("data-state", "sold", timeout=1000)
+    seat.refresh_from_db()
+    assert seat.state == "sold"
+
+    late = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    open_map(late, server, event)
+    expect(late.locator(f"#seat-{seat.pk}")).to_have_attribute("data-state", "sold")
+    expect(late.locator(f"#seat-{seat.pk}")).to_have_attribute(
+        "aria-label", f"Section A, row B, seat {seat.number}, €40.00, sold"
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    late.screenshot(path=str(ARTIFACTS / "seat-map.png"), full_page=True)
+    bob.screenshot(path=str(ARTIFACTS / "seat-map-bob.png"), full_page=True)
+    print(f"\nbob saw the hold {seen_after * 1000:.0f} ms after alice's page did; "
+          f"screenshots in {ARTIFACTS}")
+
+
+def test_page_says_when_live_updates_pause_and_catches_up_when_they_resume(
+    server, browser, venue
+):
+    make_user("carol")
+    event = make_event(venue, rows=2, seats_per_row=5)
+    seat = event.seats.order_by("pk").first()
+    page = browser.new_context().new_page()
+    open_map(page, server, event)
+
+    server.stop()  # a deploy or crash: uvicorn closes the socket with 1012
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "paused")
+    expect(page.locator("#live-status")).to_contain_text("paused")
+    # From another thread: this one runs Playwright's event loop, where the post-commit
+    # announcement (async_to_sync) cannot run.
+    booker = threading.Thread(target=services.book_seats, kwargs={
+        "customer": make_user("dave"), "event_id": event.pk, "seat_ids": [seat.pk]})
+    booker.start()
+    booker.join()
+    server.start()
+
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "resumed", timeout=20_000)
+    expect(page.locator(f"#seat-{seat.pk}")).to_have_attribute("data-state", "sold")
+
+
+def test_keyboard_alone_can_hold_a_seat(server, browser, venue):
+    make_user("erin")
+    event = make_event(venue, rows=1, seats_per_row=3)
+    first = event.seats.order_by("pk").first()
+    page = customer_page(browser, server, "erin")
+    open_map(page, server, event)
+
+    page.locator(f"#seat-{first.pk}").focus()
+    page.keyboard.press("Enter")
+
+    expect(page.locator(f"#seat-{first.pk}")).to_have_attribute("data-state", "held")
+    expect(page.locator("#hold-panel")).to_contain_text(f"Seat {first.number}")
