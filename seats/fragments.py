@@ -44,3 +44,86 @@ def counts_html(counts: dict, *, oob: bool = False) -> str:
     )
     swap = ' hx-swap-oob="true"' if oob else ""
     return f'<ul id="seat-counts" class="counts" aria-live="off"{swap}>{items}</ul>'
+
+
+def seat_map_html(seats: list[dict], *, oob: bool = False) -> str:
+    """The whole map: one labelled group per section (in order of first appearance), each a
+    grid of seat_html() buttons placed by their x/y, with row labels beside it.
+
+    Identical for every viewer, so the realtime layer can push it to resync a page.
+    """
+    sections: dict[str, list[dict]] = {}
+    for seat in seats:
+        sections.setdefault(seat["section"], []).append(seat)
+    parts = []
+    for index, (section, members) in enumerate(sections.items(), start=1):
+        cols = max(s["x"] for s in members)
+        rows = max(s["y"] for s in members)
+        row_names: dict[int, str] = {}
+        for s in members:
+            row_names.setdefault(s["y"], s["row"])
+        # Screen readers get the row from each seat's name; the labels are for the eye.
+        labels = "".join(
+            f'<span class="row-label" style="--y:{y}" aria-hidden="true">{escape(name)}</span>'
+            for y, name in sorted(row_names.items())
+        )
+        buttons = "".join(seat_html(s) for s in members)
+        parts.append(
+            f'<div class="map-section" role="group" aria-labelledby="map-section-{index}">'
+            f'<h3 class="map-section-name" id="map-section-{index}">Section {escape(section)}</h3>'
+            f'<div class="map-section-body" style="--cols:{cols};--rows:{rows}">'
+            f'<div class="row-labels">{labels}</div>'
+            f'<div class="seat-grid">{buttons}</div>'
+            f"</div></div>"
+        )
+    if not parts:
+        parts.append('<p class="map-empty">This event has no seats yet.</p>')
+    swap = ' hx-swap-oob="true"' if oob else ""
+    return f'<div id="seat-map" class="seat-map"{swap}>{"".join(parts)}</div>'
+
+
+def my_seats_style(seat_ids, *, oob: bool = False) -> str:
+    """The per-customer rule that shows the customer's own held seats as theirs.
+
+    Keyed on the seat ids and data-state="held", so a broadcast that re-renders one of those
+    seats still looks "mine" while it is held, and stops as soon as it is sold or freed.
+    """
+    selectors = ",".join(f'#seat-{int(pk)}[data-state="held"]' for pk in sorted(seat_ids))
+    rule = f"{selectors}{{{_MINE_RULE}}}" if selectors else ""
+    swap = ' hx-swap-oob="true"' if oob else ""
+    return f'<style id="my-seats"{swap}>{rule}</style>'
+
+
+_MINE_RULE = (
+    "background:var(--mine);border-color:var(--mine);color:#fff;"
+    "background-image:none;box-shadow:0 0 0 2px var(--mine-ring);cursor:pointer"
+)
+
+# Colour-blind-safe-ish hues for price tiers, cheapest first; reused when there are more.
+TIER_COLOURS = ("#0e7490", "#7c3aed", "#c2410c", "#be185d", "#4338ca", "#a16207")
+
+
+def price_tiers(seats: list[dict]) -> list[dict]:
+    """The distinct prices, cheapest first, each with its colour and the count of seats."""
+    counts: dict[Decimal, int] = {}
+    for seat in seats:
+        price = Decimal(seat["price"])
+        counts[price] = counts.get(price, 0) + 1
+    return [
+        {
+            "price": price,
+            "key": f"{price:.2f}",
+            "label": f"{settings.BOOKING_CURRENCY_SYMBOL}{price:.2f}",
+            "colour": TIER_COLOURS[i % len(TIER_COLOURS)],
+            "seats": n,
+        }
+        for i, (price, n) in enumerate(sorted(counts.items()))
+    ]
+
+
+def tier_style(tiers: list[dict]) -> str:
+    """CSS giving each price tier's seats their colour via data-price (same fragments for all)."""
+    rules = "".join(
+        f'.seat[data-price="{escape(t["key"])}"]{{--tier:{t["colour"]}}}' for t in tiers
+    )
+    return f'<style id="price-tiers">{rules}</style>'
