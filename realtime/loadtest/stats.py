@@ -1,0 +1,137 @@
+"""Counting and timing: request outcomes, per-second timeline, change-to-viewer latency."""
+
+import math
+import time
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+def percentile(sorted_values, fraction: float) -> float | None:
+    """Nearest-rank percentile of an already sorted sequence; None when it is empty."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def summary_ms(values) -> dict:
+    """p50/p95/p99/max in milliseconds of latencies given in seconds."""
+    ordered = sorted(values)
+
+    def ms(fraction):
+        value = percentile(ordered, fraction)
+        return None if value is None else round(value * 1000, 2)
+
+    return {
+        "count": len(ordered),
+        "p50_ms": ms(0.50),
+        "p95_ms": ms(0.95),
+        "p99_ms": ms(0.99),
+        "max_ms": ms(1.0),
+    }
+
+
+@dataclass
+class Outcomes:
+    """What the requests of one kind (holds or bookings) got back."""
+
+    ok: int = 0
+    conflict: int = 0
+    busy: int = 0
+    error: int = 0
+    latencies: array = field(default_factory=lambda: array("d"))
+    error_kinds: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "conflict": self.conflict,
+            "busy": self.busy,
+            "error": self.error,
+            "errors_by_kind": dict(self.error_kinds.most_common(10)),
+            "latency": summary_ms(self.latencies),
+        }
+
+
+class Timeline:
+    """Per-second buckets from the start of the load: bookings, conflicts, latencies."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.buckets: dict[int, dict] = {}
+
+    def _bucket(self, at: float) -> dict:
+        second = max(0, int(at - self.start))
+        bucket = self.buckets.get(second)
+        if bucket is None:
+            bucket = self.buckets[second] = {
+                "bookings": 0,
+                "conflicts": 0,
+                "errors": 0,
+                "booking_latency": array("d"),
+            }
+        return bucket
+
+    def booking(self, *, at: float, status: str, latency: float) -> None:
+        bucket = self._bucket(at)
+        if status == "ok":
+            bucket["bookings"] += 1
+            bucket["booking_latency"].append(latency)
+        elif status == "conflict":
+            bucket["conflicts"] += 1
+        elif status == "error":
+            bucket["errors"] += 1
+
+    def recent_booking_latencies(self, seconds: int, now: float) -> list[float]:
+        last = int(now - self.start)
+        values: list[float] = []
+        for second in range(last - seconds + 1, last + 1):
+            bucket = self.buckets.get(second)
+            if bucket:
+                values.extend(bucket["booking_latency"])
+        return values
+
+
+class ChangeLog:
+    """Seat changes the customers made, and when every viewer saw each one.
+
+    A seat reaches each state at most once in a run (holds are long and nothing is released
+    or cancelled), so (seat, state) names one change. Observations are stored per change as
+    packed floats: 1,000 viewers x 1,000 changes is 8 MB, not a million tuples.
+    """
+
+    def __init__(self) -> None:
+        self.started: dict[tuple[int, str], float] = {}
+        self.seen: dict[tuple[int, str], array] = {}
+
+    def made(self, *, seat_ids, state: str, request_started: float) -> None:
+        for seat_id in seat_ids:
+            self.started.setdefault((seat_id, state), request_started)
+
+    def observe(self, seat_id: int, state: str, at: float) -> None:
+        times = self.seen.get((seat_id, state))
+        if times is None:
+            times = self.seen[(seat_id, state)] = array("d")
+        times.append(at)
+
+    def latencies(self) -> tuple[array, dict[int, array]]:
+        """All change->viewer latencies, and the same grouped by the second (from the start of
+        the timeline) in which the change was requested."""
+        everything = array("d")
+        by_start: dict[float, array] = {}
+        for key, started in self.started.items():
+            for at in self.seen.get(key, ()):
+                # A viewer can learn of a change from a catch-up before the response is in;
+                # never before the request started.
+                latency = max(0.0, at - started)
+                everything.append(latency)
+                by_start.setdefault(started, array("d")).append(latency)
+        return everything, by_start
+
+    def delivered(self) -> int:
+        return sum(len(self.seen.get(key, ())) for key in self.started)
+
+
+def monotonic() -> float:
+    return time.perf_counter()
