@@ -153,9 +153,16 @@ def _end_holds_left_empty(hold_ids: Iterable[int], *, reason: str, now: datetime
     still_used = set(
         Seat.objects.filter(hold_id__in=hold_ids).values_list("hold_id", flat=True).distinct()
     )
-    Hold.objects.filter(pk__in=hold_ids - still_used, ended_at__isnull=True).update(
-        ended_at=now, end_reason=reason
+    # Called with seat rows locked, so waiting here for a hold's lock would break the lock
+    # order: the sweeper locks an expired hold first, then waits for our seats (deadlock).
+    # A hold locked by someone else is skipped; whoever holds it (sweeper, or its customer
+    # releasing it) ends it.
+    ending = list(
+        Hold.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=hold_ids - still_used, ended_at__isnull=True)
+        .values_list("pk", flat=True)
     )
+    Hold.objects.filter(pk__in=ending).update(ended_at=now, end_reason=reason)
 
 
 # --- customers ------------------------------------------------------------------------
