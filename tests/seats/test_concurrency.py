@@ -1,0 +1,313 @@
+"""Many customers at once on real PostgreSQL: no seat is ever held or sold twice.
+
+Every thread opens its own connection before the barrier, so all requests start together;
+each closes it in `finally` so the test database can be dropped afterwards.
+"""
+
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.db import OperationalError, connection
+from django.utils import timezone
+
+from seats import services
+from seats.models import BookingSeat, Hold, Seat, SeatChange
+from tests.conftest import make_event
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+CUSTOMERS = 50
+
+
+@pytest.fixture(autouse=True)
+def patient_locks(settings):
+    # Fifty threads of one process queue for the same rows; on a loaded machine the last
+    # can wait longer than the production timeout. A deadlock is still reported (by
+    # PostgreSQL's deadlock detector, after 1 s), so "no Busy" below still means "no deadlock".
+    settings.BOOKING_LOCK_TIMEOUT_MS = 30_000
+
+
+def connect_patiently():
+    """Connects, waiting while the shared server has no connection slot free (other test
+    runs on it come and go), so a full server does not pass for a failed booking."""
+    for _ in range(150):
+        try:
+            connection.ensure_connection()
+            return
+        except OperationalError:
+            time.sleep(0.2)
+    connection.ensure_connection()
+
+
+def run_together(calls):
+    """Runs every call in its own thread, all released at once. Returns one outcome per
+    call, in order: ("won", result) or (error class name, error)."""
+    barrier = threading.Barrier(len(calls), timeout=60)
+    outcomes = [None] * len(calls)
+
+    def worker(index, call):
+        try:
+            connect_patiently()
+            barrier.wait()
+            outcomes[index] = ("won", call())
+        except Exception as exc:  # every kind is counted; the tests assert the exact tally
+            outcomes[index] = (type(exc).__name__, exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a request never finished"
+    return outcomes
+
+
+def tally(outcomes):
+    return Counter(kind for kind, _ in outcomes)
+
+
+@pytest.fixture
+def event(venue):
+    # Room for every customer's request without tripping the per-customer limit.
+    return make_event(venue, rows=2, seats_per_row=10, max_seats_per_customer=10)
+
+
+@pytest.fixture
+def five(event):
+    return list(event.seats.order_by("pk").values_list("pk", flat=True)[:5])
+
+
+def hold_call(customer, event, seat_ids):
+    return lambda: services.hold_seats(customer=customer, event_id=event.pk, seat_ids=seat_ids)
+
+
+def book_call(customer, event, seat_ids):
+    return lambda: services.book_seats(customer=customer, event_id=event.pk, seat_ids=seat_ids)
+
+
+def test_fifty_customers_holding_the_same_five_seats_one_wins(customers, event, five):
+    outcomes = run_together([hold_call(c, event, five) for c in customers])
+
+    assert tally(outcomes) == {"won": 1, "SeatsUnavailable": CUSTOMERS - 1}
+    [hold] = [result for kind, result in outcomes if kind == "won"]
+    assert list(Seat.objects.filter(pk__in=five).values_list("hold_id", flat=True)) == [hold.pk] * 5
+    assert Hold.objects.count() == 1
+    assert SeatChange.objects.count() == 5
+    event.refresh_from_db()
+    assert event.version == 1
+
+
+def test_fifty_customers_each_holding_one_of_five_seats_one_wins_per_seat(customers, event, five):
+    wanted = [[five[i % 5]] for i in range(CUSTOMERS)]
+
+    outcomes = run_together(
+        [hold_call(c, event, w) for c, w in zip(customers, wanted, strict=True)]
+    )
+
+    assert tally(outcomes) == {"won": 5, "SeatsUnavailable": CUSTOMERS - 5}
+    won_seats = sorted(w[0] for w, (kind, _) in zip(wanted, outcomes, strict=True) if kind == "won")
+    assert won_seats == five
+    assert Seat.objects.filter(pk__in=five, state="held").count() == 5
+    assert Hold.objects.count() == 5
+    event.refresh_from_db()
+    assert event.version == 5
+
+
+@pytest.mark.parametrize("one_each", [False, True], ids=["all-five", "one-of-five"])
+def test_fifty_customers_booking_directly_sell_each_seat_once(customers, event, five, one_each):
+    wanted = [[five[i % 5]] if one_each else five for i in range(CUSTOMERS)]
+    winners = 5 if one_each else 1
+
+    outcomes = run_together(
+        [book_call(c, event, w) for c, w in zip(customers, wanted, strict=True)]
+    )
+
+    assert tally(outcomes) == {"won": winners, "SeatsUnavailable": CUSTOMERS - winners}
+    sold = BookingSeat.objects.filter(active=True).order_by("seat_id")
+    assert list(sold.values_list("seat_id", flat=True)) == five
+    assert Seat.objects.filter(pk__in=five, state="sold").count() == 5
+    assert sum(kind == "won" for kind, _ in outcomes) == len(
+        set(sold.values_list("booking_id", flat=True))
+    )
+
+
+# Every request contains seat 3, so exactly one can win; orders differ to invite deadlocks.
+OVERLAPPING = [
+    [1, 2, 3],
+    [3, 2, 1],
+    [2, 3, 4],
+    [4, 3, 2],
+    [3, 4, 5],
+    [5, 4, 3],
+    [1, 3, 5],
+    [5, 3, 1],
+    [3, 1],
+    [3, 5],
+]
+
+
+@pytest.mark.parametrize("service", ["hold", "book"])
+def test_overlapping_requests_in_opposite_orders_neither_deadlock_nor_double_sell(
+    customers, event, five, service
+):
+    call = hold_call if service == "hold" else book_call
+    wanted = [[five[n - 1] for n in OVERLAPPING[i % len(OVERLAPPING)]] for i in range(CUSTOMERS)]
+
+    outcomes = run_together([call(c, event, w) for c, w in zip(customers, wanted, strict=True)])
+
+    # No Busy and no deadlock error: locks are always taken in primary-key order.
+    assert tally(outcomes) == {"won": 1, "SeatsUnavailable": CUSTOMERS - 1}
+    [winner] = [w for w, (kind, _) in zip(wanted, outcomes, strict=True) if kind == "won"]
+    taken = Seat.objects.filter(pk__in=five).exclude(state="available")
+    assert sorted(taken.values_list("pk", flat=True)) == sorted(winner)
+    event.refresh_from_db()
+    assert event.version == 1
+
+
+def test_without_the_row_locks_the_same_seats_are_held_by_many(customers, event, five, monkeypatch):
+    """Control: proves the tests above would catch a missing lock."""
+    everyone_has_read = threading.Barrier(CUSTOMERS, timeout=60)
+
+    def read_seats_without_locking(*, event_id, seat_ids):
+        seats = list(Seat.objects.filter(event_id=event_id, pk__in=set(seat_ids)).order_by("pk"))
+        # Nobody writes before everybody has read: the widest possible race, every time.
+        everyone_has_read.wait()
+        return seats
+
+    monkeypatch.setattr(services, "lock_customer", lambda customer_id: None)
+    monkeypatch.setattr(services, "lock_seats", read_seats_without_locking)
+
+    outcomes = run_together([hold_call(c, event, five) for c in customers])
+
+    assert tally(outcomes) == {"won": CUSTOMERS}
+    assert Hold.objects.count() == CUSTOMERS
+    assert SeatChange.objects.filter(from_state="available", to_state="held").count() == (
+        5 * CUSTOMERS
+    )
+
+
+def test_without_the_row_locks_the_database_still_refuses_a_double_sale(
+    customers, event, five, monkeypatch
+):
+    """The unique constraint on active booked seats is the last line of defence."""
+    everyone_has_read = threading.Barrier(CUSTOMERS, timeout=60)
+
+    def read_seats_without_locking(*, event_id, seat_ids):
+        seats = list(Seat.objects.filter(event_id=event_id, pk__in=set(seat_ids)).order_by("pk"))
+        everyone_has_read.wait()
+        return seats
+
+    monkeypatch.setattr(services, "lock_customer", lambda customer_id: None)
+    monkeypatch.setattr(services, "lock_seats", read_seats_without_locking)
+
+    outcomes = run_together([book_call(c, event, five) for c in customers])
+
+    assert tally(outcomes) == {"won": 1, "IntegrityError": CUSTOMERS - 1}
+    assert BookingSeat.objects.filter(active=True).count() == 5
+
+
+def test_a_seat_locked_too_long_answers_busy_and_changes_nothing(
+    alice, client, event, five, settings, db_state
+):
+    settings.BOOKING_LOCK_TIMEOUT_MS = 200
+    client.force_login(alice)
+    before = db_state()
+    params = connection.get_connection_params()
+    # Another session (say, a stuck booking) keeps the seat row locked.
+    with (
+        psycopg.connect(
+            host=params.get("host"),
+            port=params.get("port"),
+            user=params.get("user"),
+            dbname=params["dbname"],
+        ) as other,
+        other.transaction(),
+    ):
+        other.execute("SELECT id FROM seats_seat WHERE id = %s FOR UPDATE", [five[0]])
+
+        response = client.post(
+            f"/api/events/{event.pk}/holds",
+            data={"seats": five[:2]},
+            content_type="application/json",
+        )
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "1"
+    assert response.json()["code"] == "busy"
+    assert db_state() == before
+    # Once the lock is gone the same request goes through.
+    response = client.post(
+        f"/api/events/{event.pk}/holds",
+        data={"seats": five[:2]},
+        content_type="application/json",
+    )
+    assert response.status_code == 201
+
+
+def test_taking_a_seat_from_an_expired_hold_while_the_sweeper_runs_does_not_deadlock(
+    alice, bob, event, five, monkeypatch
+):
+    past = timezone.now() - timedelta(hours=1)
+    expired = services.hold_seats(customer=alice, event_id=event.pk, seat_ids=five[:1], now=past)
+    seats_written = threading.Event()
+    sweeper_waiting = threading.Event()
+    real_commit = services.commit_transitions
+
+    def commit_then_pause_the_booking(**kwargs):
+        version = real_commit(**kwargs)
+        if threading.current_thread().name == "booking":
+            # Still holding the seat's lock: let the sweeper lock the old hold and queue up
+            # behind the seat before the booking goes on to end that hold.
+            seats_written.set()
+            sweeper_waiting.wait(timeout=10)
+        return version
+
+    monkeypatch.setattr(services, "commit_transitions", commit_then_pause_the_booking)
+    outcomes = {}
+
+    def run(name, call):
+        try:
+            connect_patiently()
+            outcomes[name] = ("won", call())
+        except Exception as exc:
+            outcomes[name] = (type(exc).__name__, exc)
+        finally:
+            connection.close()
+
+    booking = threading.Thread(
+        name="booking",
+        target=run,
+        args=("booking", book_call(bob, event, five[:1])),
+    )
+    sweeper = threading.Thread(
+        name="sweeper", target=run, args=("sweeper", lambda: services.expire_holds())
+    )
+    booking.start()
+    assert seats_written.wait(timeout=10)
+    sweeper.start()
+    for _ in range(200):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                break
+        threading.Event().wait(0.05)
+    sweeper_waiting.set()
+    booking.join(timeout=30)
+    sweeper.join(timeout=30)
+
+    assert {name: kind for name, (kind, _) in outcomes.items()} == {
+        "booking": "won",
+        "sweeper": "won",
+    }
+    assert Seat.objects.get(pk=five[0]).state == "sold"
+    expired.refresh_from_db()
+    assert expired.end_reason == Hold.EndReason.EXPIRED
