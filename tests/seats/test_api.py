@@ -517,3 +517,13 @@ def test_csrf_failures_outside_the_api_keep_djangos_page(csrf_client):
 
     assert response.status_code == 403
     assert response["Content-Type"].startswith("text/html")
+
+
+def test_an_oversized_body_is_413_json(alice_client, event, db_state):
+    before = db_state()
+    raw = '{"seats": [' + "1, " * 1_000_000 + "1]}"
+
+    response = send(alice_client, "post", f"/api/events/{event.pk}/holds", raw=raw)
+
+    assert (response.status_code, response.json()["code"]) == (413, "too_large")
+    assert db_state() == before
