@@ -13,6 +13,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views import csrf
+from django.views.decorators.csrf import ensure_csrf_cookie
 
 from events.models import Event
 
@@ -99,6 +100,8 @@ def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+# Sets the csrftoken cookie, so a client that starts with the map can then write.
+@ensure_csrf_cookie
 @api_view("GET", "HEAD", login_required=False)
 def seat_map(request: HttpRequest, event_id: int) -> JsonResponse:
     event = _visible_event(request, event_id)
