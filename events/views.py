@@ -72,6 +72,7 @@ def render_event_page(
         "my_seats_style": mark_safe(my_seats_style(s.pk for s in hold["held_seats"])),
         "error": error,
         "now": now,
+        "heartbeat_seconds": settings.REALTIME_HEARTBEAT_SECONDS,
         **hold,
     }
     return render(request, "events/event_detail.html", context, status=status)
