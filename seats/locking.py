@@ -49,7 +49,9 @@ def locked_transaction() -> Iterator[None]:
 
 def _require_transaction() -> None:
     if not connection.in_atomic_block:
-        raise RuntimeError("Row locks are only held inside a transaction; use locked_transaction().")
+        raise RuntimeError(
+            "Row locks are only held inside a transaction; use locked_transaction()."
+        )
 
 
 def lock_customer(customer_id: int) -> None:
@@ -81,6 +83,4 @@ def lock_seats(*, event_id: int, seat_ids: Iterable[int]) -> list[Seat]:
 def lock_seats_of_holds(hold_ids: Iterable[int]) -> list[Seat]:
     """Locks the seats that still belong to these holds, in primary-key order."""
     _require_transaction()
-    return list(
-        Seat.objects.select_for_update().filter(hold_id__in=set(hold_ids)).order_by("pk")
-    )
+    return list(Seat.objects.select_for_update().filter(hold_id__in=set(hold_ids)).order_by("pk"))

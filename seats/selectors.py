@@ -7,8 +7,18 @@ from events.models import Event
 
 from .models import Hold, Seat, SeatState
 
-_SEAT_FIELDS = ("id", "section", "row_label", "number", "x", "y", "price", "state",
-                "hold__expires_at", "hold__ended_at")
+_SEAT_FIELDS = (
+    "id",
+    "section",
+    "row_label",
+    "number",
+    "x",
+    "y",
+    "price",
+    "state",
+    "hold__expires_at",
+    "hold__ended_at",
+)
 
 
 @dataclass(frozen=True)

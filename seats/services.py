@@ -20,7 +20,6 @@ from events.models import Event
 from .changes import Transition, commit_transitions
 from .errors import (
     Conflict,
-    Forbidden,
     InvalidRequest,
     LimitExceeded,
     NotFound,
@@ -118,6 +117,18 @@ def _seats_owned(*, customer_id: int, event_id: int, now: datetime) -> int:
     return held + booked
 
 
+def _check_seat_limit(*, customer_id: int, event: Event, adding: list[Seat], now: datetime) -> None:
+    """Call with the customer row locked. Raises LimitExceeded if the customer would hold
+    plus own more than the event allows."""
+    owned = _seats_owned(customer_id=customer_id, event_id=event.pk, now=now)
+    if owned + len(adding) > event.max_seats_per_customer:
+        raise LimitExceeded(
+            f"You can have at most {event.max_seats_per_customer} seats for this event "
+            f"(you have {owned}).",
+            seats=[s.pk for s in adding],
+        )
+
+
 def _claim_seats(
     seats: list[Seat], *, own_hold: Hold | None, now: datetime
 ) -> tuple[list[Seat], list[Seat]]:
@@ -189,13 +200,7 @@ def hold_seats(*, customer, event_id: int, seat_ids: object, now: datetime | Non
                 hold = None
         seats = _lock_event_seats(event.pk, seat_ids)
         free, _mine = _claim_seats(seats, own_hold=hold, now=now)
-        owned = _seats_owned(customer_id=customer.pk, event_id=event.pk, now=now)
-        if owned + len(free) > event.max_seats_per_customer:
-            raise LimitExceeded(
-                f"You can have at most {event.max_seats_per_customer} seats for this event "
-                f"(you have {owned}).",
-                seats=[s.pk for s in free],
-            )
+        _check_seat_limit(customer_id=customer.pk, event=event, adding=free, now=now)
         if hold is None:
             hold = Hold.objects.create(
                 event=event,
@@ -208,7 +213,9 @@ def hold_seats(*, customer, event_id: int, seat_ids: object, now: datetime | Non
             commit_transitions(
                 event_id=event.pk,
                 transitions=[
-                    Transition(seat=s, to_state=SeatState.HELD, hold=hold, from_state=_seen_state(s))
+                    Transition(
+                        seat=s, to_state=SeatState.HELD, hold=hold, from_state=_seen_state(s)
+                    )
                     for s in free
                 ],
                 actor_id=customer.pk,
@@ -306,13 +313,7 @@ def book_seats(
         seat_ids = clean_seat_ids(seat_ids)
         seats = _lock_event_seats(event.pk, seat_ids)
         free, mine = _claim_seats(seats, own_hold=hold, now=now)
-        owned = _seats_owned(customer_id=customer.pk, event_id=event.pk, now=now)
-        if owned + len(free) > event.max_seats_per_customer:
-            raise LimitExceeded(
-                f"You can have at most {event.max_seats_per_customer} seats for this event "
-                f"(you have {owned}).",
-                seats=[s.pk for s in free],
-            )
+        _check_seat_limit(customer_id=customer.pk, event=event, adding=free, now=now)
         booking = Booking.objects.create(
             event=event,
             customer=customer,
@@ -326,8 +327,7 @@ def book_seats(
         commit_transitions(
             event_id=event.pk,
             transitions=[
-                Transition(seat=s, to_state=SeatState.SOLD, from_state=_seen_state(s))
-                for s in free
+                Transition(seat=s, to_state=SeatState.SOLD, from_state=_seen_state(s)) for s in free
             ]
             + [Transition(seat=s, to_state=SeatState.SOLD) for s in mine],
             actor_id=customer.pk,
@@ -430,7 +430,9 @@ def unblock_seats(*, event_id: int, seat_ids: object, actor, now: datetime | Non
     return _set_blocked(event_id=event_id, seat_ids=seat_ids, actor=actor, now=now, block=False)
 
 
-def _set_blocked(*, event_id: int, seat_ids: object, actor, now: datetime | None, block: bool) -> int:
+def _set_blocked(
+    *, event_id: int, seat_ids: object, actor, now: datetime | None, block: bool
+) -> int:
     now = now or timezone.now()
     seat_ids = clean_seat_ids(seat_ids, limit=100_000)
     _get_event(event_id)
@@ -469,13 +471,27 @@ def _set_blocked(*, event_id: int, seat_ids: object, actor, now: datetime | None
 
 
 def set_sale_state(*, event_id: int, sale_state: str) -> Event:
-    """Opens or closes sales. A booking in flight commits only if the sale is still open."""
+    """Opens or closes sales. A booking in flight commits only if the sale is still open.
+
+    Raises InvalidRequest for an unknown state, NotFound for an unknown event, and Conflict
+    when going back to draft once anyone has held or booked a seat (a draft's seat map can
+    be regenerated, which would pull seats from under them).
+    """
     if sale_state not in Event.SaleState.values:
         raise InvalidRequest(f"Unknown sale state {sale_state!r}.")
     with transaction.atomic():
-        updated = Event.objects.filter(pk=event_id).update(sale_state=sale_state)
-    if not updated:
-        raise NotFound("No such event.")
+        event = Event.objects.select_for_update().filter(pk=event_id).first()
+        if event is None:
+            raise NotFound("No such event.")
+        if (
+            sale_state == Event.SaleState.DRAFT
+            and event.sale_state != Event.SaleState.DRAFT
+            and (Hold.objects.filter(event=event).exists() or event.bookings.exists())
+        ):
+            raise Conflict(
+                "Customers have held or booked seats: the event cannot go back to draft."
+            )
+        Event.objects.filter(pk=event_id).update(sale_state=sale_state)
     return Event.objects.get(pk=event_id)
 
 

@@ -1,7 +1,7 @@
 import os
 from datetime import timedelta
-from pathlib import Path
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -32,6 +32,13 @@ def pytest_sessionfinish(session, exitstatus):
     """Removes this run's SQLite test database files (see settings: TEST NAME)."""
     for path in (Path(__file__).resolve().parents[1] / "var").glob(f"test-{os.getpid()}.sqlite3*"):
         path.unlink(missing_ok=True)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # Hashing a fixture user's password is most of a short test's time with the real hasher.
+    # Tests whose users log in to a separate server process override this fixture.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -72,8 +79,9 @@ def seat_ids(event):
 
 
 def make_user(username, **fields):
-    return get_user_model().objects.create_user(username=username, password="pw-" + username,
-                                                **fields)
+    return get_user_model().objects.create_user(
+        username=username, password="pw-" + username, **fields
+    )
 
 
 @pytest.fixture

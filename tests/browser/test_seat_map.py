@@ -19,6 +19,11 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing():
+    """The browsers log in to a server process, which checks passwords with the real hasher."""
+
+
+@pytest.fixture(autouse=True)
 def sync_database_calls_beside_playwright(monkeypatch):
     # Playwright's sync API keeps an event loop running in this thread, which makes Django
     # refuse the tests' own (plain synchronous) database calls.
@@ -38,8 +43,14 @@ def browser():
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         yield launched
         launched.close()
@@ -101,13 +112,13 @@ def test_two_customers_see_each_other_live_and_a_late_viewer_sees_the_result(
     ARTIFACTS.mkdir(exist_ok=True)
     late.screenshot(path=str(ARTIFACTS / "seat-map.png"), full_page=True)
     bob.screenshot(path=str(ARTIFACTS / "seat-map-bob.png"), full_page=True)
-    print(f"\nbob saw the hold {seen_after * 1000:.0f} ms after alice's page did; "
-          f"screenshots in {ARTIFACTS}")
+    print(
+        f"\nbob saw the hold {seen_after * 1000:.0f} ms after alice's page did; "
+        f"screenshots in {ARTIFACTS}"
+    )
 
 
-def test_page_says_when_live_updates_pause_and_catches_up_when_they_resume(
-    server, browser, venue
-):
+def test_page_says_when_live_updates_pause_and_catches_up_when_they_resume(server, browser, venue):
     make_user("carol")
     event = make_event(venue, rows=2, seats_per_row=5)
     seat = event.seats.order_by("pk").first()
@@ -119,8 +130,10 @@ def test_page_says_when_live_updates_pause_and_catches_up_when_they_resume(
     expect(page.locator("#live-status")).to_contain_text("paused")
     # From another thread: this one runs Playwright's event loop, where the post-commit
     # announcement (async_to_sync) cannot run.
-    booker = threading.Thread(target=services.book_seats, kwargs={
-        "customer": make_user("dave"), "event_id": event.pk, "seat_ids": [seat.pk]})
+    booker = threading.Thread(
+        target=services.book_seats,
+        kwargs={"customer": make_user("dave"), "event_id": event.pk, "seat_ids": [seat.pk]},
+    )
     booker.start()
     booker.join()
     server.start()

@@ -11,12 +11,6 @@ from realtime.publish import event_group
 from seats.models import Booking, BookingSeat, Hold, Seat, SeatChange
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    # Each user fixture hashes a password; the default hasher makes that most of a test's time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def db_state():
     """Returns a function that snapshots everything a booking request could change, so a

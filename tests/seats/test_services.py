@@ -350,7 +350,8 @@ def test_nothing_can_be_held_or_booked_unless_the_sale_is_open(
     alice, event, seat_ids, now, db_state, sale_state
 ):
     hold = services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1], now=now)
-    services.set_sale_state(event_id=event.pk, sale_state=sale_state)
+    # Straight to the database: the service refuses "draft" once seats are held.
+    Event.objects.filter(pk=event.pk).update(sale_state=sale_state)
     before = db_state()
 
     with pytest.raises(SaleNotOpen) as exc:
@@ -465,3 +466,20 @@ def test_every_change_bumps_the_version_once_and_records_each_seat(
     assert SeatChange.objects.filter(event=event).count() == 8
     assert set(SeatChange.objects.values_list("at", flat=True)) == {now}
     assert Booking.objects.count() == 1
+
+
+def test_event_with_holds_cannot_go_back_to_draft(alice, event, seat_ids, now):
+    services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1], now=now)
+
+    with pytest.raises(Conflict):
+        services.set_sale_state(event_id=event.pk, sale_state="draft")
+
+    event.refresh_from_db()
+    assert event.sale_state == "on_sale"
+    services.set_sale_state(event_id=event.pk, sale_state="closed")  # closing is fine
+    event.refresh_from_db()
+    assert event.sale_state == "closed"
+
+
+def test_untouched_event_can_go_back_to_draft(event):
+    assert services.set_sale_state(event_id=event.pk, sale_state="draft").sale_state == "draft"
