@@ -82,7 +82,9 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         # Tests close connections after each use so the test database can be dropped.
-        conn_max_age=int(os.environ.get("CONN_MAX_AGE", "0" if "PYTEST_VERSION" in os.environ else "60")),
+        conn_max_age=int(
+            os.environ.get("CONN_MAX_AGE", "0" if "PYTEST_VERSION" in os.environ else "60")
+        ),
         conn_health_checks=True,
     )
 }
@@ -125,7 +127,10 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10_000}}
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 10_000},
+        }
     }
 
 # --- Booking rules --------------------------------------------------------------------

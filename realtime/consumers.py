@@ -57,9 +57,7 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
         event_id = int(self.scope["url_route"]["kwargs"]["event_id"])
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         since = _parse_version((query.get("v") or [""])[0])
-        visible = await in_worker_thread(_visible_event_id)(
-            event_id, self.scope.get("user")
-        )
+        visible = await in_worker_thread(_visible_event_id)(event_id, self.scope.get("user"))
         if visible is None:
             await self.close()  # refuses the handshake (HTTP 403)
             return

@@ -114,9 +114,7 @@ class EventFeed:
         while True:
             await asyncio.sleep(interval)
             try:
-                version = await in_worker_thread(_current_version)(
-                    self.event_id
-                )
+                version = await in_worker_thread(_current_version)(self.event_id)
             except Exception:
                 logger.exception("Heartbeat of event %s could not read its version", self.event_id)
                 continue

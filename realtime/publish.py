@@ -29,5 +29,6 @@ def announce_delta(delta: dict) -> None:
         }
         async_to_sync(get_channel_layer().group_send)(event_group(delta["event"]), message)
     except Exception:
-        logger.exception("Could not announce version %s of event %s", delta.get("version"),
-                         delta.get("event"))
+        logger.exception(
+            "Could not announce version %s of event %s", delta.get("version"), delta.get("event")
+        )

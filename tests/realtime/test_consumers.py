@@ -54,7 +54,9 @@ async def test_committed_booking_reaches_viewer(event, seat_ids, alice):
     assert connected
     assert await viewer.receive_nothing(0.2)  # up to date: no catch-up frame
 
-    await sync_to_async(services.book_seats)(customer=alice, event_id=event.pk, seat_ids=seat_ids[:2])
+    await sync_to_async(services.book_seats)(
+        customer=alice, event_id=event.pk, seat_ids=seat_ids[:2]
+    )
 
     kind, version, seats = parse(await viewer.receive_from(timeout=2))
     assert (kind, version) == ("delta", event.version + 1)
@@ -63,11 +65,15 @@ async def test_committed_booking_reaches_viewer(event, seat_ids, alice):
 
 
 async def test_failed_and_rolled_back_changes_are_not_announced(event, seat_ids, alice, bob):
-    await sync_to_async(services.hold_seats)(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1])
+    await sync_to_async(services.hold_seats)(
+        customer=alice, event_id=event.pk, seat_ids=seat_ids[:1]
+    )
     viewer, _ = await open_viewer(event.pk, await sync_to_async(version_of)(event))
 
     with pytest.raises(SeatsUnavailable):
-        await sync_to_async(services.book_seats)(customer=bob, event_id=event.pk, seat_ids=seat_ids[:1])
+        await sync_to_async(services.book_seats)(
+            customer=bob, event_id=event.pk, seat_ids=seat_ids[:1]
+        )
 
     def hold_then_roll_back():
         with transaction.atomic():
@@ -83,9 +89,15 @@ async def test_failed_and_rolled_back_changes_are_not_announced(event, seat_ids,
 
 async def test_reconnect_from_old_version_gets_what_it_missed(event, seat_ids, alice, bob):
     old = event.version
-    await sync_to_async(services.hold_seats)(customer=alice, event_id=event.pk, seat_ids=seat_ids[:2])
-    await sync_to_async(services.book_seats)(customer=bob, event_id=event.pk, seat_ids=seat_ids[5:6])
-    hold = await sync_to_async(services.hold_seats)(customer=bob, event_id=event.pk, seat_ids=seat_ids[7:8])
+    await sync_to_async(services.hold_seats)(
+        customer=alice, event_id=event.pk, seat_ids=seat_ids[:2]
+    )
+    await sync_to_async(services.book_seats)(
+        customer=bob, event_id=event.pk, seat_ids=seat_ids[5:6]
+    )
+    hold = await sync_to_async(services.hold_seats)(
+        customer=bob, event_id=event.pk, seat_ids=seat_ids[7:8]
+    )
     await sync_to_async(services.release_hold)(hold_id=hold.pk, actor=bob)
 
     viewer, _ = await open_viewer(event.pk, old)
@@ -93,15 +105,23 @@ async def test_reconnect_from_old_version_gets_what_it_missed(event, seat_ids, a
 
     assert kind == "sync"
     assert version == await sync_to_async(version_of)(event) == old + 4
-    assert seats == {seat_ids[0]: "held", seat_ids[1]: "held", seat_ids[5]: "sold",
-                     seat_ids[7]: "available"}
+    assert seats == {
+        seat_ids[0]: "held",
+        seat_ids[1]: "held",
+        seat_ids[5]: "sold",
+        seat_ids[7]: "available",
+    }
     await viewer.disconnect()
 
 
 async def test_viewer_far_behind_gets_a_whole_fresh_map(settings, event, seat_ids, alice):
     settings.REALTIME_CATCHUP_LIMIT = 1
-    await sync_to_async(services.hold_seats)(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1])
-    await sync_to_async(services.hold_seats)(customer=alice, event_id=event.pk, seat_ids=seat_ids[1:2])
+    await sync_to_async(services.hold_seats)(
+        customer=alice, event_id=event.pk, seat_ids=seat_ids[:1]
+    )
+    await sync_to_async(services.hold_seats)(
+        customer=alice, event_id=event.pk, seat_ids=seat_ids[1:2]
+    )
 
     viewer, _ = await open_viewer(event.pk, 0)
     frame = await viewer.receive_from(timeout=2)
@@ -114,7 +134,9 @@ async def test_viewer_far_behind_gets_a_whole_fresh_map(settings, event, seat_id
 
 async def test_resync_request_is_answered_with_the_missed_changes(event, seat_ids, alice):
     viewer, _ = await open_viewer(event.pk, event.version)
-    await sync_to_async(services.book_seats)(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1])
+    await sync_to_async(services.book_seats)(
+        customer=alice, event_id=event.pk, seat_ids=seat_ids[:1]
+    )
     await viewer.receive_from(timeout=2)  # the delta
 
     await viewer.send_to(text_data=json.dumps({"type": "resync", "version": event.version}))
@@ -129,8 +151,9 @@ async def test_deltas_published_out_of_order_reach_the_viewer_in_order(event):
     layer = get_channel_layer()
     for version in (event.version + 1, event.version + 3, event.version + 2):
         frame = f'<div id="live-version" data-kind="delta" data-version="{version}"></div>'
-        await layer.group_send(event_group(event.pk),
-                               {"type": "seat.delta", "version": version, "frame": frame})
+        await layer.group_send(
+            event_group(event.pk), {"type": "seat.delta", "version": version, "frame": frame}
+        )
 
     received = [parse(await viewer.receive_from(timeout=2))[1] for _ in range(3)]
     assert received == [event.version + 1, event.version + 2, event.version + 3]
@@ -149,7 +172,9 @@ async def test_one_subscription_per_process_whatever_the_number_of_viewers(event
 async def test_heartbeat_carries_the_database_version(settings, event, seat_ids, alice):
     settings.REALTIME_HEARTBEAT_SECONDS = 0.2
     viewer, _ = await open_viewer(event.pk, event.version)
-    await sync_to_async(services.hold_seats)(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1])
+    await sync_to_async(services.hold_seats)(
+        customer=alice, event_id=event.pk, seat_ids=seat_ids[:1]
+    )
 
     frames = [parse(await viewer.receive_from(timeout=2)) for _ in range(2)]
     heartbeats = [f for f in frames if f[0] == "heartbeat"]

@@ -28,8 +28,9 @@ def servers(tmp_path):
 
 
 def post_json(server: Server, path: str, body: dict, headers: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(server.origin + path, data=json.dumps(body).encode(),
-                                     headers=headers, method="POST")
+    request = urllib.request.Request(
+        server.origin + path, data=json.dumps(body).encode(), headers=headers, method="POST"
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -48,7 +49,9 @@ class Viewer:
     async def connect(self) -> "Viewer":
         self.ws = await websockets.connect(
             self.server.ws_url(self.event_id, self.version),
-            origin=self.server.origin, max_queue=None, open_timeout=10,
+            origin=self.server.origin,
+            max_queue=None,
+            open_timeout=10,
         )
         return self
 
@@ -71,10 +74,13 @@ def test_booking_on_one_process_reaches_viewers_on_both(servers, event, seat_ids
     headers = session_headers(alice)
 
     async def scenario():
-        viewers = [await Viewer(b, event.pk, event.version).connect(),
-                   await Viewer(a, event.pk, event.version).connect()]
+        viewers = [
+            await Viewer(b, event.pk, event.version).connect(),
+            await Viewer(a, event.pk, event.version).connect(),
+        ]
         status, body = await asyncio.to_thread(
-            post_json, a, f"/api/events/{event.pk}/bookings", {"seats": seat_ids[:2]}, headers)
+            post_json, a, f"/api/events/{event.pk}/bookings", {"seats": seat_ids[:2]}, headers
+        )
         assert status == 201, body
         for viewer in viewers:
             await viewer.wait_for(seat_ids[0], "sold")
@@ -85,8 +91,9 @@ def test_booking_on_one_process_reaches_viewers_on_both(servers, event, seat_ids
     asyncio.run(scenario())
 
 
-def test_hundreds_of_viewers_on_another_process_all_receive_every_change(servers, event,
-                                                                          seat_ids, alice):
+def test_hundreds_of_viewers_on_another_process_all_receive_every_change(
+    servers, event, seat_ids, alice
+):
     a, b = servers
     headers = session_headers(alice)
 
@@ -96,7 +103,8 @@ def test_hundreds_of_viewers_on_another_process_all_receive_every_change(servers
             viewers.append(await Viewer(b, event.pk, event.version).connect())
         for seat_id in seat_ids[:3]:
             status, body = await asyncio.to_thread(
-                post_json, a, f"/api/events/{event.pk}/holds", {"seats": [seat_id]}, headers)
+                post_json, a, f"/api/events/{event.pk}/holds", {"seats": [seat_id]}, headers
+            )
             assert status == 201, body
         await asyncio.gather(*(v.wait_for(seat_ids[2], "held", timeout=20) for v in viewers))
         for viewer in viewers:
@@ -108,8 +116,9 @@ def test_hundreds_of_viewers_on_another_process_all_receive_every_change(servers
     assert "Traceback" not in servers[1].log.read_text()
 
 
-def test_viewer_of_a_restarted_process_reconnects_and_catches_up(servers, event, seat_ids,
-                                                                 alice, bob):
+def test_viewer_of_a_restarted_process_reconnects_and_catches_up(
+    servers, event, seat_ids, alice, bob
+):
     a, b = servers
     customers = ((session_headers(alice), seat_ids[:2]), (session_headers(bob), seat_ids[2:3]))
 
@@ -122,7 +131,8 @@ def test_viewer_of_a_restarted_process_reconnects_and_catches_up(servers, event,
 
         for headers, seats in customers:
             status, body = await asyncio.to_thread(
-                post_json, a, f"/api/events/{event.pk}/bookings", {"seats": seats}, headers)
+                post_json, a, f"/api/events/{event.pk}/bookings", {"seats": seats}, headers
+            )
             assert status == 201, body
 
         await asyncio.to_thread(b.start)
