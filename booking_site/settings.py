@@ -110,6 +110,8 @@ if REDIS_URL:
             # One PUBLISH per change; each process holds one subscription per event.
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
+                # Keeps deployments that share one Redis apart (pub/sub ignores db numbers).
+                "prefix": os.environ.get("REDIS_PREFIX", "seatline"),
                 "hosts": [
                     {
                         "address": REDIS_URL,

@@ -4,9 +4,11 @@ import json
 import re
 
 import pytest
+import redis.asyncio
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.db import transaction
 
 from booking_site.asgi import application
@@ -160,10 +162,23 @@ async def test_deltas_published_out_of_order_reach_the_viewer_in_order(event):
     await viewer.disconnect()
 
 
+async def subscriptions_to(group: str) -> int:
+    """How many subscriptions the channel layer holds for the group, whichever layer it is."""
+    layer = get_channel_layer()
+    if isinstance(layer, InMemoryChannelLayer):
+        return len(layer.groups.get(group, {}))
+    client = redis.asyncio.from_url(settings.REDIS_URL)
+    try:
+        ((_, count),) = await client.pubsub_numsub(f"{layer.prefix}__group__{group}")
+        return count
+    finally:
+        await client.aclose()
+
+
 async def test_one_subscription_per_process_whatever_the_number_of_viewers(event):
     viewers = [(await open_viewer(event.pk, event.version))[0] for _ in range(5)]
 
-    assert len(get_channel_layer().groups[event_group(event.pk)]) == 1
+    assert await subscriptions_to(event_group(event.pk)) == 1
     assert len(registry().feeds[event.pk].subscribers) == 5
     for viewer in viewers:
         await viewer.disconnect()
