@@ -26,9 +26,7 @@ class Event(models.Model):
     name = models.CharField(max_length=200)
     venue = models.ForeignKey(Venue, on_delete=models.PROTECT, related_name="events")
     starts_at = models.DateTimeField()
-    sale_state = models.CharField(
-        max_length=10, choices=SaleState.choices, default=SaleState.DRAFT
-    )
+    sale_state = models.CharField(max_length=10, choices=SaleState.choices, default=SaleState.DRAFT)
     hold_duration = models.DurationField(
         default=timedelta(minutes=10),
         validators=[

@@ -7,7 +7,14 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from seats.fragments import counts_html, my_seats_style, price_tiers, seat_map_html, tier_style
+from seats.fragments import (
+    counts_html,
+    my_seats_style,
+    price_tiers,
+    sale_banner_html,
+    seat_map_html,
+    tier_style,
+)
 from seats.models import SeatState
 from seats.selectors import seat_map
 
@@ -67,6 +74,7 @@ def render_event_page(
         # The fragments escape everything they interpolate.
         "seat_map_html": mark_safe(seat_map_html(live_map.seats)),
         "counts_html": mark_safe(counts_html(live_map.counts)),
+        "sale_banner_html": mark_safe(sale_banner_html(event.sale_state)),
         "tiers": tiers,
         "tier_style": mark_safe(tier_style(tiers)),
         "my_seats_style": mark_safe(my_seats_style(s.pk for s in hold["held_seats"])),

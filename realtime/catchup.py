@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from events.models import Event
 from seats.changes import seat_counts
-from seats.fragments import counts_html, seat_html, seat_map_html
+from seats.fragments import counts_html, sale_banner_html, seat_html, seat_map_html
 from seats.models import SeatChange
 from seats.selectors import count_states, public_seats
 
@@ -19,11 +19,11 @@ def catch_up_frame(*, event_id: int, since: int | None) -> tuple[int, str | None
     The version is read before the seats, so the frame is at least that new; changes after
     it reach the viewer as deltas, which it applies in version order.
     """
-    version = Event.objects.values_list("version", flat=True).get(pk=event_id)
+    version, sale_state = Event.objects.values_list("version", "sale_state").get(pk=event_id)
     if since == version:
         return version, None
     now = timezone.now()
-    marker = version_marker(kind="sync", version=version)
+    marker = version_marker(kind="sync", version=version) + sale_banner_html(sale_state, oob=True)
     if since is None or since > version or version - since > settings.REALTIME_CATCHUP_LIMIT:
         seats = public_seats(event_id=event_id, now=now)
         return version, marker + seat_map_html(seats, oob=True) + counts_html(

@@ -102,13 +102,34 @@ def commit_transitions(
     seats = [t.seat for t in transitions]
     Seat.objects.bulk_update(seats, ["state", "hold"])
     SeatChange.objects.bulk_create(records)
-    delta = {
-        "event": event_id,
-        "version": version,
-        "seats": [public_seat(seat) for seat in seats],
-        "counts": seat_counts(event_id),
-    }
+    _announce_on_commit(
+        {
+            "event": event_id,
+            "version": version,
+            "seats": [public_seat(seat) for seat in seats],
+            "counts": seat_counts(event_id),
+        }
+    )
+    return version
+
+
+def commit_sale_state(*, event_id: int, sale_state: str) -> int:
+    """Call inside a transaction that has just changed the event's sale state: bumps the
+    version and announces the new state to live viewers after commit. Returns the version."""
+    version = bump_event_version(event_id=event_id, require_on_sale=False)
+    _announce_on_commit(
+        {
+            "event": event_id,
+            "version": version,
+            "seats": [],
+            "counts": seat_counts(event_id),
+            "sale_state": sale_state,
+        }
+    )
+    return version
+
+
+def _announce_on_commit(delta: dict) -> None:
     from realtime.publish import announce_delta
 
-    transaction.on_commit(partial(announce_delta, delta))
-    return version
+    transaction.on_commit(partial(announce_delta, delta), robust=True)

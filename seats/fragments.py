@@ -127,3 +127,27 @@ def tier_style(tiers: list[dict]) -> str:
         f'.seat[data-price="{escape(t["key"])}"]{{--tier:{t["colour"]}}}' for t in tiers
     )
     return f'<style id="price-tiers">{rules}</style>'
+
+
+_SALE_BANNERS = {
+    "draft": (
+        "banner banner-draft",
+        "<strong>Draft.</strong> Only staff can see this page; customers cannot book yet.",
+    ),
+    "closed": (
+        "banner banner-closed",
+        "<strong>Sales are closed.</strong> Seats can no longer be held or booked for this event.",
+    ),
+}
+
+
+def sale_banner_html(sale_state: str, *, oob: bool = False) -> str:
+    """The banner that says sales are not open (empty while on sale), swapped live."""
+    swap = ' hx-swap-oob="true"' if oob else ""
+    css, text = _SALE_BANNERS.get(sale_state, ("", ""))
+    if not text:
+        return f'<div id="sale-banner" data-sale-state="{escape(sale_state)}"{swap}></div>'
+    return (
+        f'<div id="sale-banner" data-sale-state="{escape(sale_state)}"{swap}>'
+        f'<div class="{css}" role="note">{text}</div></div>'
+    )

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from events.models import Event
 
-from .changes import Transition, commit_transitions
+from .changes import Transition, commit_sale_state, commit_transitions
 from .errors import (
     Conflict,
     InvalidRequest,
@@ -491,7 +491,9 @@ def set_sale_state(*, event_id: int, sale_state: str) -> Event:
             raise Conflict(
                 "Customers have held or booked seats: the event cannot go back to draft."
             )
-        Event.objects.filter(pk=event_id).update(sale_state=sale_state)
+        if event.sale_state != sale_state:
+            Event.objects.filter(pk=event_id).update(sale_state=sale_state)
+            commit_sale_state(event_id=event_id, sale_state=sale_state)
     return Event.objects.get(pk=event_id)
 
 

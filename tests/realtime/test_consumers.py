@@ -236,3 +236,17 @@ async def test_bad_version_parameter_gets_the_whole_map(event, seat_ids):
     kind, _, seats = parse(await viewer.receive_from(timeout=2))
     assert kind == "sync" and len(seats) == len(seat_ids)
     await viewer.disconnect()
+
+
+async def test_closing_sales_shows_live_and_to_late_viewers(event):
+    viewer, _ = await open_viewer(event.pk, event.version)
+
+    await sync_to_async(services.set_sale_state)(event_id=event.pk, sale_state="closed")
+
+    frame = await viewer.receive_from(timeout=2)
+    assert parse(frame)[:2] == ("delta", event.version + 1)
+    assert 'id="sale-banner" data-sale-state="closed"' in frame and "Sales are closed" in frame
+    late, _ = await open_viewer(event.pk, event.version)
+    assert 'data-sale-state="closed"' in await late.receive_from(timeout=2)
+    await viewer.disconnect()
+    await late.disconnect()
