@@ -42,7 +42,11 @@ def server_env(database_url: str, redis_url: str = "") -> dict[str, str]:
 def manage(env: dict, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -50,7 +54,10 @@ def start_server(env: dict, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "booking_site.asgi:application", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -96,10 +103,26 @@ def run_loadtest(env: dict, tmp_path: Path, *args: str) -> tuple[subprocess.Comp
 def test_rush_sells_every_hot_seat_once_and_every_viewer_sees_it(sqlite_server, tmp_path):
     env, url = sqlite_server
     done, report = run_loadtest(
-        env, tmp_path,
-        "--url", url, "--viewers", "5", "--customers", "5", "--mode", "rush",
-        "--seats", "60", "--hot", "6", "--group", "2", "--duration", "20",
-        "--html-report", str(tmp_path / "report.html"),
+        env,
+        tmp_path,
+        "--url",
+        url,
+        "--viewers",
+        "5",
+        "--customers",
+        "5",
+        "--mode",
+        "rush",
+        "--seats",
+        "60",
+        "--hot",
+        "6",
+        "--group",
+        "2",
+        "--duration",
+        "20",
+        "--html-report",
+        str(tmp_path / "report.html"),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"^verification\s+PASSED$", done.stdout, re.MULTILINE)
@@ -142,7 +165,10 @@ def test_unknown_event_is_a_clear_failure(sqlite_server, tmp_path):
 def test_customers_not_known_to_the_server_are_refused_before_the_load(sqlite_server, tmp_path):
     env, url = sqlite_server
     created = manage(
-        env, "shell", "-v0", "-c",
+        env,
+        "shell",
+        "-v0",
+        "-c",
         "from realtime.loadtest.preparation import create_event; "
         "print(create_event(seat_count=10, tag='x'))",
     )
@@ -185,9 +211,23 @@ def test_two_processes_on_postgres_and_redis_agree(tmp_path):
             processes.append(start_server(env, tmp_path / f"server{n}.log"))
         urls = [arg for _, url in processes for arg in ("--url", url)]
         done, report = run_loadtest(
-            env, tmp_path, *urls,
-            "--viewers", "20", "--customers", "10", "--mode", "rush",
-            "--seats", "200", "--hot", "12", "--group", "2", "--duration", "30",
+            env,
+            tmp_path,
+            *urls,
+            "--viewers",
+            "20",
+            "--customers",
+            "10",
+            "--mode",
+            "rush",
+            "--seats",
+            "200",
+            "--hot",
+            "12",
+            "--group",
+            "2",
+            "--duration",
+            "30",
         )
         assert done.returncode == 0, done.stdout + done.stderr
         verification = report["verification"]
@@ -223,8 +263,11 @@ def frame(kind: str, version: int, *seats: tuple[int, str]) -> bytes:
 
 def make_viewer(changes=None) -> Viewer:
     return Viewer(
-        number=0, base_url="http://127.0.0.1:1", event_id=1,
-        baseline={1: "available", 2: "available", 3: "available"}, base_version=10,
+        number=0,
+        base_url="http://127.0.0.1:1",
+        event_id=1,
+        baseline={1: "available", 2: "available", 3: "available"},
+        base_version=10,
         changes=changes or ChangeLog(),
     )
 
@@ -272,8 +315,15 @@ def test_best_seats_are_front_row_centre_of_the_first_section():
     for index, (section, row, number) in enumerate(
         [(s, r, n) for s in "AB" for r in "AB" for n in range(1, 6)], start=1
     ):
-        seats.append({"id": index, "section": section, "row": row, "number": number,
-                      "state": "sold" if index == 3 else "available"})
+        seats.append(
+            {
+                "id": index,
+                "section": section,
+                "row": row,
+                "number": number,
+                "state": "sold" if index == 3 else "available",
+            }
+        )
     # Row A of section A is seats 1-5; 3 (the centre) is sold, so 2 and 4 come next.
     assert best_seats(seats, 3) == [2, 4, 1]
 

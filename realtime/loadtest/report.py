@@ -101,6 +101,7 @@ def build(result: dict, *, db_double_booked: list[int] | None) -> dict:
             "expected_deliveries": expected,
             "delivered": run.changes.delivered(),
         },
+        "fanout_spread": summary_ms(run.changes.spread()),
         "viewers": {
             "requested": len(viewers),
             "connected_at_start": result["connected_at_start"],
@@ -131,6 +132,7 @@ def _fmt(value, unit: str = "") -> str:
 def table(report: dict) -> str:
     """The human summary printed at the end of a run."""
     b, h, c, v = report["bookings"], report["holds"], report["change_to_viewer"], report["viewers"]
+    spread = report["fanout_spread"]
     ver = report["verification"]
     mem = report["server_memory"]
     rows = [
@@ -157,6 +159,10 @@ def table(report: dict) -> str:
             "change->viewer p50 / p95 / p99 / max",
             f"{_fmt(c['p50_ms'])} / {_fmt(c['p95_ms'])} / {_fmt(c['p99_ms'])} / "
             f"{_fmt(c['max_ms'])} ms",
+        ),
+        (
+            "fan-out spread after 1st viewer p50 / p99",
+            f"{_fmt(spread['p50_ms'])} / {_fmt(spread['p99_ms'])} ms",
         ),
         ("deliveries seen / expected", f"{c['delivered']:,} / {c['expected_deliveries']:,}"),
         (

@@ -129,6 +129,17 @@ class ChangeLog:
                 by_start.setdefault(started, array("d")).append(latency)
         return everything, by_start
 
+    def spread(self) -> array:
+        """For every delivery, how long after the first viewer this viewer got the change:
+        the fan-out's own share of the latency, without the booking transaction."""
+        spreads = array("d")
+        for key in self.started:
+            times = self.seen.get(key)
+            if times:
+                first = min(times)
+                spreads.extend(at - first for at in times)
+        return spreads
+
     def delivered(self) -> int:
         return sum(len(self.seen.get(key, ())) for key in self.started)
 
