@@ -252,7 +252,9 @@ class Run:
 
     async def open_customers(self) -> None:
         urls = self.config.urls
-        gate = asyncio.Semaphore(4)  # logging in hashes a password: the server's slow path
+        # Logging in hashes a password (the server's slow path); and a burst of first requests
+        # would open as many database connections at once.
+        gate = asyncio.Semaphore(4)
 
         async def open_one(number: int, how: str, what) -> Customer:
             session = Session(urls[number % len(urls)])
@@ -270,7 +272,8 @@ class Run:
                         raise LoadTestError(f"Log-in of {username} failed: {exc}") from exc
                 if not ok:
                     raise LoadTestError(f"Could not {how.replace('login', 'log in')} {username}.")
-            await self.check_logged_in(session)
+            async with gate:
+                await self.check_logged_in(session)
             return Customer(number, session, self)
 
         self.customers = list(
@@ -289,6 +292,11 @@ class Run:
             response = await session.request("DELETE", "/api/holds/0")
         except HttpError as exc:
             raise LoadTestError(f"Cannot reach {session.base_url}: {exc}") from exc
+        if response.status >= 500:
+            raise LoadTestError(
+                f"{session.base_url} answered {response.status} to a customer's first request "
+                "(see the server's log)."
+            )
         if response.status != 404:
             raise LoadTestError(
                 f"A customer is not logged in on {session.base_url} (DELETE /api/holds/0 "
