@@ -42,6 +42,12 @@ class Event(models.Model):
     )
     # Bumped by every committed seat-state change, in the same transaction (seats.changes).
     version = models.BigIntegerField(default=0, editable=False)
+    # Seats per stored state, kept by the same UPDATE that bumps the version, so a change
+    # costs O(seats changed) while it holds the event row lock (seats.changes).
+    seats_available = models.IntegerField(default=0, editable=False)
+    seats_held = models.IntegerField(default=0, editable=False)
+    seats_sold = models.IntegerField(default=0, editable=False)
+    seats_blocked = models.IntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["starts_at", "id"]

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from events.models import Event
-from seats.changes import seat_counts
+from seats.changes import event_counts
 from seats.fragments import counts_html, sale_banner_html, seat_html, seat_map_html
 from seats.models import SeatChange
 from seats.selectors import count_states, public_seats
@@ -19,7 +19,8 @@ def catch_up_frame(*, event_id: int, since: int | None) -> tuple[int, str | None
     The version is read before the seats, so the frame is at least that new; changes after
     it reach the viewer as deltas, which it applies in version order.
     """
-    version, sale_state = Event.objects.values_list("version", "sale_state").get(pk=event_id)
+    event = Event.objects.get(pk=event_id)
+    version, sale_state = event.version, event.sale_state
     if since == version:
         return version, None
     now = timezone.now()
@@ -38,5 +39,5 @@ def catch_up_frame(*, event_id: int, since: int | None) -> tuple[int, str | None
     return version, (
         marker
         + "".join(seat_html(seat, oob=True) for seat in seats)
-        + counts_html(seat_counts(event_id), oob=True)
+        + counts_html(event_counts(event), oob=True)
     )

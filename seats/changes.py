@@ -22,33 +22,50 @@ class Transition:
     from_state: str | None = None
 
 
-def bump_event_version(*, event_id: int, require_on_sale: bool) -> int:
-    """Increments the event's version and returns it, holding the event row lock to commit.
+_COUNTERS = {state: f"seats_{state}" for state in SeatState.values}
+
+
+def bump_event_version(
+    *, event_id: int, require_on_sale: bool, count_deltas: dict[str, int] | None = None
+) -> tuple[int, dict[str, int]]:
+    """Increments the event's version, applies `count_deltas` to its per-state seat counters,
+    and returns (version, counts), holding the event row lock until commit.
 
     Versions therefore commit in order: a viewer at version n has seen every change <= n.
     Raises SaleNotOpen when `require_on_sale` and the event is not on sale (checked under the
     lock, so closing a sale and a booking cannot interleave), NotFound if there is no event.
     """
-    sql = f"UPDATE {Event._meta.db_table} SET version = version + 1 WHERE id = %s"
-    params: list = [event_id]
+    deltas = count_deltas or {}
+    assignments = ", ".join(f"{column} = {column} + %s" for column in _COUNTERS.values())
+    sql = f"UPDATE {Event._meta.db_table} SET version = version + 1, {assignments} WHERE id = %s"
+    params: list = [deltas.get(state, 0) for state in _COUNTERS] + [event_id]
     if require_on_sale:
         sql += " AND sale_state = %s"
         params.append(Event.SaleState.ON_SALE)
+    sql += " RETURNING version, " + ", ".join(_COUNTERS.values())
     with connection.cursor() as cursor:
-        cursor.execute(sql + " RETURNING version", params)
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         if Event.objects.filter(pk=event_id).exists():
             raise SaleNotOpen("Sales for this event are not open.")
         raise NotFound("No such event.")
-    return row[0]
+    return row[0], dict(zip(_COUNTERS, row[1:], strict=True))
 
 
-def seat_counts(event_id: int) -> dict[str, int]:
+def event_counts(event: Event) -> dict[str, int]:
+    return {state: getattr(event, column) for state, column in _COUNTERS.items()}
+
+
+def recount_seats(event_id: int) -> None:
+    """Sets the event's seat counters from its seats. For changes made outside
+    commit_transitions: generating a draft's seat map, deleting a draft's seats."""
     counts = {state: 0 for state in SeatState.values}
     rows = Seat.objects.filter(event_id=event_id).values_list("state").annotate(n=Count("id"))
     counts.update(dict(rows))
-    return counts
+    Event.objects.filter(pk=event_id).update(
+        **{column: counts[state] for state, column in _COUNTERS.items()}
+    )
 
 
 def public_seat(seat: Seat) -> dict:
@@ -81,7 +98,14 @@ def commit_transitions(
     """
     if not transitions:
         raise ValueError("commit_transitions needs at least one transition")
-    version = bump_event_version(event_id=event_id, require_on_sale=require_on_sale)
+    count_deltas: dict[str, int] = {}
+    for t in transitions:
+        # Counters follow the stored state (an unswept expired hold is still stored "held").
+        count_deltas[t.seat.state] = count_deltas.get(t.seat.state, 0) - 1
+        count_deltas[t.to_state] = count_deltas.get(t.to_state, 0) + 1
+    version, counts = bump_event_version(
+        event_id=event_id, require_on_sale=require_on_sale, count_deltas=count_deltas
+    )
     records = []
     for t in transitions:
         from_state = t.from_state or t.seat.state
@@ -107,7 +131,7 @@ def commit_transitions(
             "event": event_id,
             "version": version,
             "seats": [public_seat(seat) for seat in seats],
-            "counts": seat_counts(event_id),
+            "counts": counts,
         }
     )
     return version
@@ -116,13 +140,13 @@ def commit_transitions(
 def commit_sale_state(*, event_id: int, sale_state: str) -> int:
     """Call inside a transaction that has just changed the event's sale state: bumps the
     version and announces the new state to live viewers after commit. Returns the version."""
-    version = bump_event_version(event_id=event_id, require_on_sale=False)
+    version, counts = bump_event_version(event_id=event_id, require_on_sale=False)
     _announce_on_commit(
         {
             "event": event_id,
             "version": version,
             "seats": [],
-            "counts": seat_counts(event_id),
+            "counts": counts,
             "sale_state": sale_state,
         }
     )

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from events.models import Event
 
-from .changes import Transition, commit_sale_state, commit_transitions
+from .changes import Transition, commit_sale_state, commit_transitions, recount_seats
 from .errors import (
     Conflict,
     InvalidRequest,
@@ -492,6 +492,8 @@ def set_sale_state(*, event_id: int, sale_state: str) -> Event:
                 "Customers have held or booked seats: the event cannot go back to draft."
             )
         if event.sale_state != sale_state:
+            if event.sale_state == Event.SaleState.DRAFT:
+                recount_seats(event_id)  # a draft's seats may have been edited in the admin
             Event.objects.filter(pk=event_id).update(sale_state=sale_state)
             commit_sale_state(event_id=event_id, sale_state=sale_state)
     return Event.objects.get(pk=event_id)
@@ -555,4 +557,5 @@ def generate_seat_map(*, event_id: int, sections: Sequence[SectionSpec]) -> int:
         ):
             raise Conflict("Each section name may be used once per event.")
         Seat.objects.bulk_create(seats, batch_size=2000)
+        recount_seats(event.pk)
     return len(seats)

@@ -240,6 +240,7 @@ async def test_bad_version_parameter_gets_the_whole_map(event, seat_ids):
 
 async def test_closing_sales_shows_live_and_to_late_viewers(event):
     viewer, _ = await open_viewer(event.pk, event.version)
+    assert await viewer.receive_nothing(0.2)  # its (empty) catch-up is done
 
     await sync_to_async(services.set_sale_state)(event_id=event.pk, sale_state="closed")
 

@@ -483,3 +483,27 @@ def test_event_with_holds_cannot_go_back_to_draft(alice, event, seat_ids, now):
 
 def test_untouched_event_can_go_back_to_draft(event):
     assert services.set_sale_state(event_id=event.pk, sale_state="draft").sale_state == "draft"
+
+
+def test_event_seat_counters_follow_every_kind_of_change(alice, bob, staff, event, seat_ids, now):
+    def counters():
+        event.refresh_from_db()
+        return (event.seats_available, event.seats_held, event.seats_sold, event.seats_blocked)
+
+    def actual():
+        states = list(Seat.objects.filter(event=event).values_list("state", flat=True))
+        return tuple(states.count(s) for s in ("available", "held", "sold", "blocked"))
+
+    assert counters() == actual() == (12, 0, 0, 0)
+    hold = services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:3], now=now)
+    services.book_seats(
+        customer=alice, event_id=event.pk, seat_ids=seat_ids[:1], hold_id=hold.pk, now=now
+    )
+    booking = services.book_seats(customer=bob, event_id=event.pk, seat_ids=seat_ids[5:7], now=now)
+    services.release_hold(hold_id=hold.pk, actor=alice, seat_ids=seat_ids[1:2], now=now)
+    services.block_seats(event_id=event.pk, seat_ids=seat_ids[8:10], actor=staff, now=now)
+    services.unblock_seats(event_id=event.pk, seat_ids=seat_ids[9:10], actor=staff, now=now)
+    services.cancel_booking(booking_id=booking.pk, actor=bob, now=now)
+    services.expire_holds(now=now + timedelta(hours=1))
+
+    assert counters() == actual() == (10, 0, 1, 1)
