@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "booking_site.middleware.DatabaseBusyMiddleware",
 ]
 
 ROOT_URLCONF = "booking_site.urls"
@@ -78,20 +79,25 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------
+# Under ASGI Django serves each request in a thread of its own, so a persistent
+# connection (CONN_MAX_AGE > 0) would be left behind by every request: connections are
+# pooled instead (PostgreSQL), and closed after each request otherwise.
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        # Tests close connections after each use so the test database can be dropped.
-        conn_max_age=int(
-            os.environ.get("CONN_MAX_AGE", "0" if "PYTEST_VERSION" in os.environ else "60")
-        ),
-        conn_health_checks=True,
+        conn_max_age=0,
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": int(os.environ.get("DB_POOL_MIN_SIZE", "2")),
+        "max_size": int(os.environ.get("DB_POOL_MAX_SIZE", "20")),
+        # Past this wait for a free connection, a request answers 503 "busy".
+        "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "10")),
+    }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite has no row locks: every transaction takes the write lock up front (BEGIN
     # IMMEDIATE), so two bookings are serialized as a whole and cannot interleave.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 5,

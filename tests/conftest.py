@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from events.models import Event, Venue
@@ -32,6 +32,17 @@ def pytest_sessionfinish(session, exitstatus):
     """Removes this run's SQLite test database files (see settings: TEST NAME)."""
     for path in (Path(__file__).resolve().parents[1] / "var").glob(f"test-{os.getpid()}.sqlite3*"):
         path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Closes the connection pools before the test database is dropped (a pool keeps
+    connections open, and PostgreSQL will not drop a database that has any)."""
+    yield
+    with django_db_blocker.unblock():
+        for conn in connections.all():
+            if getattr(conn, "pool", None):
+                conn.close_pool()
 
 
 @pytest.fixture(autouse=True)

@@ -45,7 +45,6 @@ class Server:
             "ALLOWED_HOSTS": "127.0.0.1",
             "DEBUG": "0",
             "SWEEP_IN_WEB_PROCESS": "0",
-            "CONN_MAX_AGE": "0",
             **env,
         }
         self.log = log_dir / f"server-{name}.log"

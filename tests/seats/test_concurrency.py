@@ -31,6 +31,19 @@ def patient_locks(settings):
     settings.BOOKING_LOCK_TIMEOUT_MS = 30_000
 
 
+@pytest.fixture(autouse=True)
+def a_connection_per_customer():
+    """Each customer thread holds its connection until the barrier: the process's pool must
+    have one for every thread (in production, threads beyond the pool wait their turn)."""
+    options = connection.settings_dict["OPTIONS"]
+    default = options["pool"]
+    connection.close_pool()
+    options["pool"] = {**default, "max_size": CUSTOMERS + 5, "timeout": 60}
+    yield
+    connection.close_pool()
+    options["pool"] = default
+
+
 def connect_patiently():
     """Connects, waiting while the shared server has no connection slot free (other test
     runs on it come and go), so a full server does not pass for a failed booking."""

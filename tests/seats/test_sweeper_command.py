@@ -54,7 +54,6 @@ def test_sweep_loop_releases_holds_and_stops_cleanly_on_sigterm(alice, event, se
     env = os.environ | {
         "DATABASE_URL": urlunsplit(test_db_url),
         "SECRET_KEY": "sweeper-test",
-        "CONN_MAX_AGE": "0",
     }
     worker = subprocess.Popen(
         [sys.executable, str(MANAGE_PY), "sweep_holds", "--loop", "--interval", "0.1"],
