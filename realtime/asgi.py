@@ -3,10 +3,12 @@
 import asyncio
 import logging
 
-from channels.auth import AuthMiddlewareStack
+from channels.auth import get_user
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import OriginValidator
 from django.conf import settings
+from django.http.cookie import parse_cookie
+from django.utils.module_loading import import_string
 
 from .feed import registry
 from .routing import websocket_urlpatterns
@@ -28,6 +30,26 @@ class AllowedHostsOriginValidator(OriginValidator):
             hosts = ["localhost", "127.0.0.1", "[::1]"]
         self.allowed_origins = hosts
         return super().valid_origin(parsed_origin)
+
+
+class SessionUserMiddleware:
+    """Puts the session cookie's user in scope["user"], resolved once when a socket connects.
+
+    Channels' AuthMiddlewareStack would also wrap every outgoing message to save the session,
+    which a seat-map socket never changes: with hundreds of sockets that is real work on every
+    frame of the fan-out.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        header = dict(scope.get("headers", ())).get(b"cookie", b"")
+        cookies = parse_cookie(header.decode("latin-1"))
+        store = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+        scope = {**scope, "session": store(cookies.get(settings.SESSION_COOKIE_NAME))}
+        scope["user"] = await get_user(scope)
+        return await self.app(scope, receive, send)
 
 
 class Lifespan:
@@ -61,5 +83,5 @@ class Lifespan:
 
 
 def build_application(django_asgi_app):
-    websocket = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+    websocket = AllowedHostsOriginValidator(SessionUserMiddleware(URLRouter(websocket_urlpatterns)))
     return Lifespan(ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket}))

@@ -10,6 +10,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import transaction
+from django.test import Client
 
 from booking_site.asgi import application
 from events.models import Event
@@ -251,3 +252,22 @@ async def test_closing_sales_shows_live_and_to_late_viewers(event):
     assert 'data-sale-state="closed"' in await late.receive_from(timeout=2)
     await viewer.disconnect()
     await late.disconnect()
+
+
+async def test_the_session_identifies_the_user_on_the_socket(event, staff):
+    """A staff member's session opens a draft event's socket; the same socket anonymous
+    is refused (see test_draft_event_is_not_streamed_to_the_public)."""
+    await sync_to_async(services.set_sale_state)(event_id=event.pk, sale_state="draft")
+    client = Client()
+    await sync_to_async(client.force_login)(staff)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+    viewer = WebsocketCommunicator(
+        application,
+        f"/ws/events/{event.pk}/?v=0",
+        headers=[(b"origin", b"http://testserver"), (b"cookie", cookie.encode())],
+    )
+    connected, _ = await viewer.connect()
+
+    assert connected
+    await viewer.disconnect()
