@@ -6,12 +6,13 @@ every seat under the lock, and writes through seats.changes.commit_transitions. 
 views turn into 4xx/503 answers; a service that raises has changed nothing.
 """
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -35,6 +36,8 @@ from .locking import (
     locked_transaction,
 )
 from .models import Booking, BookingSeat, Hold, Seat, SeatState
+
+logger = logging.getLogger(__name__)
 
 MAX_SEATS_PER_REQUEST = 100
 # Largest primary key (bigint); a larger id in an `IN (...)` query fails in the driver.
@@ -320,9 +323,7 @@ def book_seats(
             created_at=now,
             total=sum((s.price for s in seats), Decimal("0")),
         )
-        BookingSeat.objects.bulk_create(
-            [BookingSeat(booking=booking, seat=s, price=s.price) for s in seats]
-        )
+        _record_booked_seats(booking, seats)
         replaced = {s.hold_id for s in seats if s.hold_id}
         commit_transitions(
             event_id=event.pk,
@@ -341,6 +342,32 @@ def book_seats(
         if hold is not None:
             _end_holds_left_empty([hold.pk], reason=Hold.EndReason.BOOKED, now=now)
     return booking
+
+
+def _record_booked_seats(booking: Booking, seats: list[Seat]) -> None:
+    """Call with the seat rows locked and checked. Should the database still refuse a second
+    active booking of a seat, that is a bug above it: the customer gets a 409, not a 500."""
+    try:
+        with transaction.atomic():
+            BookingSeat.objects.bulk_create(
+                [BookingSeat(booking=booking, seat=s, price=s.price) for s in seats]
+            )
+    except IntegrityError as exc:
+        # PostgreSQL names the constraint; SQLite names the column.
+        if not any(
+            name in str(exc) for name in ("one_active_booking_per_seat", "bookingseat.seat_id")
+        ):
+            raise
+        logger.error(
+            "The database refused a double sale that the seat locks let through "
+            "(booking %s, seats %s)",
+            booking.pk,
+            [s.pk for s in seats],
+            exc_info=True,
+        )
+        raise SeatsUnavailable(
+            "Some of these seats are no longer available.", seats=[s.pk for s in seats]
+        ) from exc
 
 
 def cancel_booking(*, booking_id: int, actor, now: datetime | None = None) -> Booking:

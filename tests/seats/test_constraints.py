@@ -6,6 +6,8 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from seats import services
+from seats.errors import SeatsUnavailable
 from seats.models import Booking, BookingSeat, Hold, Seat
 
 pytestmark = pytest.mark.django_db
@@ -53,3 +55,19 @@ def test_a_seat_is_held_exactly_when_it_belongs_to_a_hold(alice, event, seat_ids
         ("available", None),
         ("held", hold.pk),
     ]
+
+
+def test_when_the_constraint_catches_a_double_sale_the_customer_gets_a_409(
+    alice, bob, event, seat_ids, db_state
+):
+    # A sale recorded behind the services' back: the seat still says "available".
+    BookingSeat.objects.create(
+        booking=new_booking(event, alice), seat_id=seat_ids[0], price=Decimal("40")
+    )
+    before = db_state()
+
+    with pytest.raises(SeatsUnavailable) as refused:
+        services.book_seats(customer=bob, event_id=event.pk, seat_ids=seat_ids[:2])
+
+    assert refused.value.status == 409
+    assert db_state() == before
