@@ -1,5 +1,6 @@
 """The one place seat states are written: version bump, change record, post-commit announcement."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -90,41 +91,47 @@ def commit_transitions(
     cause: str,
     now: datetime,
     require_on_sale: bool,
+    after_seats_written: Callable[[], None] | None = None,
 ) -> int:
     """Writes the new seat states, bumps the event version, records every change, and
     announces the delta to live viewers once the transaction commits.
 
-    Call with the seat rows locked (seats.locking). Returns the new event version.
+    Call with the seat rows locked (seats.locking). `after_seats_written` runs once the seats
+    are stored and before the event row is locked (e.g. to end holds left empty). Returns the
+    new event version.
     """
     if not transitions:
         raise ValueError("commit_transitions needs at least one transition")
     count_deltas: dict[str, int] = {}
+    records = []
     for t in transitions:
         # Counters follow the stored state (an unswept expired hold is still stored "held").
         count_deltas[t.seat.state] = count_deltas.get(t.seat.state, 0) - 1
         count_deltas[t.to_state] = count_deltas.get(t.to_state, 0) + 1
-    version, counts = bump_event_version(
-        event_id=event_id, require_on_sale=require_on_sale, count_deltas=count_deltas
-    )
-    records = []
-    for t in transitions:
-        from_state = t.from_state or t.seat.state
-        t.seat.state = t.to_state
-        t.seat.hold = t.hold
         records.append(
             SeatChange(
                 event_id=event_id,
                 seat=t.seat,
-                from_state=from_state,
+                from_state=t.from_state or t.seat.state,
                 to_state=t.to_state,
-                version=version,
                 at=now,
                 actor_id=actor_id,
                 cause=cause,
             )
         )
+        t.seat.state = t.to_state
+        t.seat.hold = t.hold
     seats = [t.seat for t in transitions]
     Seat.objects.bulk_update(seats, ["state", "hold"])
+    if after_seats_written is not None:
+        after_seats_written()
+    # The event row lock comes last and is held only for these two statements and the commit:
+    # every change of the event waits for it.
+    version, counts = bump_event_version(
+        event_id=event_id, require_on_sale=require_on_sale, count_deltas=count_deltas
+    )
+    for record in records:
+        record.version = version
     SeatChange.objects.bulk_create(records)
     _announce_on_commit(
         {

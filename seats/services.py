@@ -225,8 +225,10 @@ def hold_seats(*, customer, event_id: int, seat_ids: object, now: datetime | Non
                 cause="hold",
                 now=now,
                 require_on_sale=True,
+                after_seats_written=lambda: _end_holds_left_empty(
+                    replaced, reason=Hold.EndReason.EXPIRED, now=now
+                ),
             )
-            _end_holds_left_empty(replaced, reason=Hold.EndReason.EXPIRED, now=now)
     return hold
 
 
@@ -325,6 +327,12 @@ def book_seats(
         )
         _record_booked_seats(booking, seats)
         replaced = {s.hold_id for s in seats if s.hold_id}
+
+        def end_emptied_holds() -> None:
+            own = {hold.pk} if hold else set()
+            _end_holds_left_empty(replaced - own, reason=Hold.EndReason.EXPIRED, now=now)
+            _end_holds_left_empty(own, reason=Hold.EndReason.BOOKED, now=now)
+
         commit_transitions(
             event_id=event.pk,
             transitions=[
@@ -335,12 +343,8 @@ def book_seats(
             cause="book",
             now=now,
             require_on_sale=True,
+            after_seats_written=end_emptied_holds,
         )
-        _end_holds_left_empty(
-            replaced - ({hold.pk} if hold else set()), reason=Hold.EndReason.EXPIRED, now=now
-        )
-        if hold is not None:
-            _end_holds_left_empty([hold.pk], reason=Hold.EndReason.BOOKED, now=now)
     return booking
 
 
@@ -492,8 +496,10 @@ def _set_blocked(
                 cause="block" if block else "unblock",
                 now=now,
                 require_on_sale=False,
+                after_seats_written=lambda: _end_holds_left_empty(
+                    replaced, reason=Hold.EndReason.EXPIRED, now=now
+                ),
             )
-            _end_holds_left_empty(replaced, reason=Hold.EndReason.EXPIRED, now=now)
     return len(transitions)
 
 

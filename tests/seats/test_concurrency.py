@@ -206,9 +206,10 @@ def test_without_the_row_locks_the_same_seats_are_held_by_many(customers, event,
 
 
 def test_without_the_row_locks_the_database_still_refuses_a_double_sale(
-    customers, event, five, monkeypatch
+    customers, event, five, monkeypatch, caplog
 ):
-    """The unique constraint on active booked seats is the last line of defence."""
+    """The unique constraint on active booked seats is the last line of defence: the losers
+    are told the seats are gone (409), and every refusal is logged as the bug it is."""
     everyone_has_read = threading.Barrier(CUSTOMERS, timeout=60)
 
     def read_seats_without_locking(*, event_id, seat_ids):
@@ -221,8 +222,10 @@ def test_without_the_row_locks_the_database_still_refuses_a_double_sale(
 
     outcomes = run_together([book_call(c, event, five) for c in customers])
 
-    assert tally(outcomes) == {"won": 1, "IntegrityError": CUSTOMERS - 1}
+    assert tally(outcomes) == {"won": 1, "SeatsUnavailable": CUSTOMERS - 1}
     assert BookingSeat.objects.filter(active=True).count() == 5
+    refusals = [r for r in caplog.records if "refused a double sale" in r.getMessage()]
+    assert len(refusals) == CUSTOMERS - 1
 
 
 def test_a_seat_locked_too_long_answers_busy_and_changes_nothing(
