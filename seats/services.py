@@ -20,6 +20,7 @@ from events.models import Event
 
 from .changes import Transition, commit_sale_state, commit_transitions, recount_seats
 from .errors import (
+    Busy,
     Conflict,
     InvalidRequest,
     LimitExceeded,
@@ -351,11 +352,12 @@ def book_seats(
 def _record_booked_seats(booking: Booking, seats: list[Seat]) -> None:
     """Call with the seat rows locked and checked. Should the database still refuse a second
     active booking of a seat, that is a bug above it: the customer gets a 409, not a 500."""
+    # No savepoint: the error is re-raised as SeatsUnavailable, which rolls back the whole
+    # booking transaction anyway.
     try:
-        with transaction.atomic():
-            BookingSeat.objects.bulk_create(
-                [BookingSeat(booking=booking, seat=s, price=s.price) for s in seats]
-            )
+        BookingSeat.objects.bulk_create(
+            [BookingSeat(booking=booking, seat=s, price=s.price) for s in seats]
+        )
     except IntegrityError as exc:
         # PostgreSQL names the constraint; SQLite names the column.
         if not any(
@@ -424,27 +426,34 @@ def expire_holds(*, now: datetime | None = None, limit: int = 500) -> int:
         by_event.setdefault(event_id, []).append(hold_id)
     released = 0
     for event_id, hold_ids in by_event.items():
-        with locked_transaction():
-            holds = lock_holds(hold_ids)
-            expired = [h.pk for h in holds.values() if h.ended_at is None and h.expires_at <= now]
-            seats = lock_seats_of_holds(expired)
-            if seats:
-                commit_transitions(
-                    event_id=event_id,
-                    transitions=[
-                        Transition(seat=s, to_state=SeatState.AVAILABLE, from_state=SeatState.HELD)
-                        for s in seats
-                    ],
-                    actor_id=None,
-                    cause="expire",
-                    now=now,
-                    require_on_sale=False,
-                )
-            Hold.objects.filter(pk__in=expired).update(
-                ended_at=now, end_reason=Hold.EndReason.EXPIRED
-            )
-            released += len(seats)
+        try:
+            released += _expire_event_holds(event_id=event_id, hold_ids=hold_ids, now=now)
+        except Busy:
+            # Someone holds these seats longer than the lock timeout; the next sweep retries.
+            # The other events' holds must not wait for this one.
+            logger.warning("Expired holds of event %s are busy; retrying next sweep", event_id)
     return released
+
+
+def _expire_event_holds(*, event_id: int, hold_ids: list[int], now: datetime) -> int:
+    with locked_transaction():
+        holds = lock_holds(hold_ids)
+        expired = [h.pk for h in holds.values() if h.ended_at is None and h.expires_at <= now]
+        seats = lock_seats_of_holds(expired)
+        if seats:
+            commit_transitions(
+                event_id=event_id,
+                transitions=[
+                    Transition(seat=s, to_state=SeatState.AVAILABLE, from_state=SeatState.HELD)
+                    for s in seats
+                ],
+                actor_id=None,
+                cause="expire",
+                now=now,
+                require_on_sale=False,
+            )
+        Hold.objects.filter(pk__in=expired).update(ended_at=now, end_reason=Hold.EndReason.EXPIRED)
+    return len(seats)
 
 
 # --- staff ----------------------------------------------------------------------------
@@ -465,7 +474,8 @@ def _set_blocked(
     *, event_id: int, seat_ids: object, actor, now: datetime | None, block: bool
 ) -> int:
     now = now or timezone.now()
-    seat_ids = clean_seat_ids(seat_ids, limit=100_000)
+    # Below SQLite's 32,766 bound parameters per statement.
+    seat_ids = clean_seat_ids(seat_ids, limit=20_000)
     _get_event(event_id)
     with locked_transaction():
         seats = _lock_event_seats(event_id, seat_ids)
@@ -585,6 +595,10 @@ def generate_seat_map(*, event_id: int, sections: Sequence[SectionSpec]) -> int:
         raise InvalidRequest("At most 50,000 seats per event.")
     names = {spec.name.strip() for spec in sections}
     with transaction.atomic():
+        # Locked and checked again: opening the sale meanwhile must not let seats slip in.
+        locked = Event.objects.select_for_update().get(pk=event.pk)
+        if locked.sale_state != Event.SaleState.DRAFT:
+            raise Conflict("Seats can only be generated while the event is a draft.")
         if Seat.objects.filter(event=event, section__in=names).exists() or len(names) != len(
             sections
         ):

@@ -327,3 +327,29 @@ def test_taking_a_seat_from_an_expired_hold_while_the_sweeper_runs_does_not_dead
     assert Seat.objects.get(pk=five[0]).state == "sold"
     expired.refresh_from_db()
     assert expired.end_reason == Hold.EndReason.EXPIRED
+
+
+def test_one_busy_event_does_not_keep_the_sweeper_from_the_others(alice, bob, venue, settings, now):
+    settings.BOOKING_LOCK_TIMEOUT_MS = 200
+    stuck, free = make_event(venue, name="Stuck"), make_event(venue, name="Free")
+    for customer, event in ((alice, stuck), (bob, free)):
+        seat = event.seats.order_by("pk").first()
+        services.hold_seats(customer=customer, event_id=event.pk, seat_ids=[seat.pk], now=now)
+    params = connection.get_connection_params()
+    stuck_seat = stuck.seats.order_by("pk").first().pk
+    with (
+        psycopg.connect(
+            host=params.get("host"),
+            port=params.get("port"),
+            user=params.get("user"),
+            dbname=params["dbname"],
+        ) as other,
+        other.transaction(),
+    ):
+        other.execute("SELECT id FROM seats_seat WHERE id = %s FOR UPDATE", [stuck_seat])
+        released = services.expire_holds(now=now + timedelta(hours=1))
+
+    assert released == 1
+    assert free.seats.filter(state="held").count() == 0
+    assert stuck.seats.filter(state="held").count() == 1
+    assert services.expire_holds(now=now + timedelta(hours=1)) == 1  # next sweep gets it
