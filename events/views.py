@@ -74,7 +74,8 @@ def render_event_page(
         # The fragments escape everything they interpolate.
         "seat_map_html": mark_safe(seat_map_html(live_map.seats)),
         "counts_html": mark_safe(counts_html(live_map.counts)),
-        "sale_banner_html": mark_safe(sale_banner_html(event.sale_state)),
+        # The sale state read with the version: a change after it arrives as a delta.
+        "sale_banner_html": mark_safe(sale_banner_html(live_map.sale_state)),
         "tiers": tiers,
         "tier_style": mark_safe(tier_style(tiers)),
         "my_seats_style": mark_safe(my_seats_style(s.pk for s in hold["held_seats"])),

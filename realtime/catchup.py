@@ -7,7 +7,7 @@ from events.models import Event
 from seats.changes import event_counts
 from seats.fragments import counts_html, sale_banner_html, seat_html, seat_map_html
 from seats.models import SeatChange
-from seats.selectors import count_states, public_seats
+from seats.selectors import public_seats
 
 from .frames import version_marker
 
@@ -17,27 +17,26 @@ def catch_up_frame(*, event_id: int, since: int | None) -> tuple[int, str | None
     (version, None) when it has missed nothing.
 
     The version is read before the seats, so the frame is at least that new; changes after
-    it reach the viewer as deltas, which it applies in version order.
+    it reach the viewer as deltas, which it applies in version order. A whole map is a
+    "reset": the client takes it and its version even when it believed itself further on
+    (a database restored from a backup has gone back in time).
     """
     event = Event.objects.get(pk=event_id)
-    version, sale_state = event.version, event.sale_state
+    version = event.version
     if since == version:
         return version, None
     now = timezone.now()
-    marker = version_marker(kind="sync", version=version) + sale_banner_html(sale_state, oob=True)
+    banner = sale_banner_html(event.sale_state, oob=True)
+    counts = counts_html(event_counts(event), oob=True)
     if since is None or since > version or version - since > settings.REALTIME_CATCHUP_LIMIT:
         seats = public_seats(event_id=event_id, now=now)
-        return version, marker + seat_map_html(seats, oob=True) + counts_html(
-            count_states(seats), oob=True
-        )
+        marker = version_marker(kind="reset", version=version)
+        return version, marker + banner + seat_map_html(seats, oob=True) + counts
     changed = (
         SeatChange.objects.filter(event_id=event_id, version__gt=since)
         .values_list("seat_id", flat=True)
         .distinct()
     )
     seats = public_seats(event_id=event_id, now=now, seat_ids=changed)
-    return version, (
-        marker
-        + "".join(seat_html(seat, oob=True) for seat in seats)
-        + counts_html(event_counts(event), oob=True)
-    )
+    marker = version_marker(kind="sync", version=version)
+    return version, marker + banner + "".join(seat_html(s, oob=True) for s in seats) + counts

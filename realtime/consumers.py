@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 # Close code the htmx ws extension reconnects on ("try again later").
 TRY_AGAIN_LATER = 1013
 MAX_CLIENT_MESSAGE = 1024
+RESYNC_INTERVAL = 1.0  # seconds
 
 
 def _visible_event_id(event_id: int, user) -> int | None:
@@ -35,7 +36,7 @@ def _parse_version(raw) -> int | None:
         return None
     if isinstance(raw, int):
         return raw if raw >= 0 else None
-    if isinstance(raw, str) and raw.isdigit() and len(raw) < 19:
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) < 19:
         return int(raw)
     return None
 
@@ -54,6 +55,8 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
         self.outbox: asyncio.Queue[str] = asyncio.Queue()
         self.held_back: list[tuple[int, str]] | None = None
         self.closing = False
+        self.last_resync = float("-inf")
+        self.pending_resync: asyncio.TimerHandle | None = None
         event_id = int(self.scope["url_route"]["kwargs"]["event_id"])
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         since = _parse_version((query.get("v") or [""])[0])
@@ -76,6 +79,8 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
 
     def _leave_feed(self) -> None:
         self.closing = True
+        if self.pending_resync is not None:
+            self.pending_resync.cancel()
         if self.feed is not None:
             registry().unsubscribe(self.event_id, self)
             self.feed = None
@@ -89,8 +94,24 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
             return
         if not isinstance(message, dict) or message.get("type") != "resync":
             return
-        if self.held_back is None:  # one catch-up at a time
-            await self._catch_up(_parse_version(message.get("version")))
+        # One catch-up at a time, and at most one a second: each reads and renders seats.
+        version = _parse_version(message.get("version"))
+        wait = self.last_resync + RESYNC_INTERVAL - asyncio.get_running_loop().time()
+        if wait > 0:
+            if self.pending_resync is None:
+                self.pending_resync = asyncio.get_running_loop().call_later(
+                    wait, self._resync_later, version
+                )
+            return
+        if self.held_back is None:
+            self.last_resync = asyncio.get_running_loop().time()
+            await self._catch_up(version)
+
+    def _resync_later(self, version: int | None) -> None:
+        self.pending_resync = None
+        if not self.closing and self.held_back is None:
+            self.last_resync = asyncio.get_running_loop().time()
+            self.resync_task = asyncio.create_task(self._catch_up(version))
 
     def deliver(self, *, kind: str, version: int, frame: str) -> None:
         """Called by the feed for every frame; never blocks."""
@@ -102,10 +123,12 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
         self._enqueue(frame)
 
     def _enqueue(self, frame: str) -> None:
+        if self.closing:
+            return
         if self.outbox.qsize() >= settings.REALTIME_SOCKET_QUEUE:
             # Too slow to keep up: close so it reconnects from its version and catches up.
             self._leave_feed()
-            asyncio.create_task(self.close(code=TRY_AGAIN_LATER))
+            self.closer = asyncio.create_task(self.close(code=TRY_AGAIN_LATER))
             return
         self.outbox.put_nowait(frame)
 

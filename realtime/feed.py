@@ -77,8 +77,11 @@ class EventFeed:
                 logger.exception("Feed of event %s could not receive; retrying", self.event_id)
                 await asyncio.sleep(0.5)
                 continue
-            if message.get("type") == "seat.delta":
-                self._on_delta(int(message["version"]), message["frame"])
+            try:
+                if message.get("type") == "seat.delta":
+                    self._on_delta(int(message["version"]), message["frame"])
+            except Exception:
+                logger.exception("Feed of event %s could not relay a message", self.event_id)
 
     def _on_delta(self, version: int, frame: str) -> None:
         if self.last_version is None or version == self.last_version + 1:
@@ -149,10 +152,14 @@ class FeedRegistry:
         try:
             await feed.start()
         except Exception as exc:
-            self.feeds.pop(feed.event_id, None)
+            if self.feeds.get(feed.event_id) is feed:
+                del self.feeds[feed.event_id]
             feed.started.set_exception(exc)
-        else:
-            feed.started.set_result(None)
+            return
+        feed.started.set_result(None)
+        if self.feeds.get(feed.event_id) is not feed:
+            # Every viewer left while it was starting, and it was already dropped.
+            await feed.stop()
 
     def unsubscribe(self, event_id: int, subscriber: Subscriber) -> None:
         feed = self.feeds.get(event_id)

@@ -1,5 +1,6 @@
 """Hands committed seat changes to the event's Channels group (called from on_commit)."""
 
+import asyncio
 import logging
 
 from asgiref.sync import async_to_sync
@@ -12,6 +13,15 @@ logger = logging.getLogger(__name__)
 
 def event_group(event_id: int) -> str:
     return f"event-{event_id}"
+
+
+# Longest a committed request waits on the channel layer: a Redis that stopped answering
+# must not hang the customer's request. A lost publish is repaired by the heartbeat.
+PUBLISH_TIMEOUT = 2.0
+
+
+async def _publish(group: str, message: dict) -> None:
+    await asyncio.wait_for(get_channel_layer().group_send(group, message), PUBLISH_TIMEOUT)
 
 
 def announce_delta(delta: dict) -> None:
@@ -27,7 +37,7 @@ def announce_delta(delta: dict) -> None:
             "version": delta["version"],
             "frame": delta_frame(delta),
         }
-        async_to_sync(get_channel_layer().group_send)(event_group(delta["event"]), message)
+        async_to_sync(_publish)(event_group(delta["event"]), message)
     except Exception:
         logger.exception(
             "Could not announce version %s of event %s", delta.get("version"), delta.get("event")

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from events.models import Event
 
+from .changes import event_counts
 from .models import Hold, Seat, SeatState
 
 _SEAT_FIELDS = (
@@ -25,6 +26,7 @@ _SEAT_FIELDS = (
 class SeatMap:
     event_id: int
     version: int
+    sale_state: str
     seats: list[dict]
     counts: dict[str, int]
 
@@ -57,19 +59,19 @@ def public_seats(*, event_id: int, now: datetime, seat_ids=None) -> list[dict]:
     return [_public(row, now) for row in qs.order_by("pk").values(*_SEAT_FIELDS)]
 
 
-def count_states(seats: list[dict]) -> dict[str, int]:
-    counts = {state: 0 for state in SeatState.values}
-    for seat in seats:
-        counts[seat["state"]] += 1
-    return counts
-
-
 def seat_map(*, event_id: int, now: datetime) -> SeatMap:
     """The whole map at a version. The version is read before the seats, so the seats are
     at least that new; any later change reaches the viewer as a delta with a higher version."""
-    version = Event.objects.values_list("version", flat=True).get(pk=event_id)
+    event = Event.objects.get(pk=event_id)
     seats = public_seats(event_id=event_id, now=now)
-    return SeatMap(event_id=event_id, version=version, seats=seats, counts=count_states(seats))
+    # The counters, as in every live frame, so the counts never flip between two rules.
+    return SeatMap(
+        event_id=event_id,
+        version=event.version,
+        sale_state=event.sale_state,
+        seats=seats,
+        counts=event_counts(event),
+    )
 
 
 def open_hold(*, customer, event_id: int, now: datetime) -> Hold | None:

@@ -13,7 +13,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -25,6 +24,7 @@ from events.models import Event
 from events.views import render_event_page, visible_event
 
 from . import services
+from .changes import event_counts
 from .errors import BookingError, InvalidRequest, SaleNotOpen, SeatsUnavailable, UnknownSeats
 from .fragments import counts_html, my_seats_style, seat_html
 from .models import Booking, Seat, SeatState
@@ -44,22 +44,6 @@ def hold_context(user, event: Event, now: datetime) -> dict:
         "hold_total": sum((s.price for s in held_seats), Decimal("0")),
         "currency": settings.BOOKING_CURRENCY_SYMBOL,
     }
-
-
-def effective_counts(*, event_id: int, now: datetime) -> dict[str, int]:
-    """Seat counts by the state viewers see (a seat under an expired hold counts as available),
-    with two aggregate queries instead of reading every seat."""
-    counts = {state: 0 for state in SeatState.values}
-    rows = Seat.objects.filter(event_id=event_id).values_list("state").annotate(n=Count("id"))
-    counts.update(dict(rows))
-    stale = Seat.objects.filter(
-        Q(hold__expires_at__lte=now) | Q(hold__ended_at__isnull=False),
-        event_id=event_id,
-        state=SeatState.HELD,
-    ).count()
-    counts[SeatState.HELD] -= stale
-    counts[SeatState.AVAILABLE] += stale
-    return counts
 
 
 def _parse_id(raw: object, what: str) -> int:
@@ -82,7 +66,13 @@ def _oob_response(
     level: str = "success",
     status: int = 200,
 ) -> HttpResponse:
-    """The htmx answer to a seat action: out-of-band fragments, swapped by id."""
+    """The htmx answer to a seat action: out-of-band fragments, swapped by id.
+
+    Its X-Seat-Version header is the event version read before the seats: a page already
+    past it (a newer change came over the WebSocket first) asks for a resync instead of
+    keeping these older seat states (see live.js).
+    """
+    event_now = Event.objects.get(pk=event.pk)
     parts = (
         [
             seat_html(seat, oob=True)
@@ -95,11 +85,13 @@ def _oob_response(
     parts.append(render_to_string("seats/_hold_panel.html", context, request=request))
     parts.append(my_seats_style((s.pk for s in context["held_seats"]), oob=True))
     if seat_ids:
-        parts.append(counts_html(effective_counts(event_id=event.pk, now=now), oob=True))
+        parts.append(counts_html(event_counts(event_now), oob=True))
     parts.append(
         render_to_string("seats/_toasts.html", {"message": message, "level": level, "oob": True})
     )
-    return HttpResponse("".join(parts), status=status)
+    response = HttpResponse("".join(parts), status=status)
+    response["X-Seat-Version"] = str(event_now.version)
+    return response
 
 
 def _fail(request: HttpRequest, event: Event, error: BookingError, now: datetime) -> HttpResponse:

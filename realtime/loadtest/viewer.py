@@ -108,7 +108,7 @@ class Viewer:
                 self.changes.observe(seat_id, state, at)
         if version > self.server_version:
             self.server_version = version
-        if kind == b"sync":
+        if kind in (b"sync", b"reset"):
             if version > self.version:
                 self.version = version
             self.ahead = {v for v in self.ahead if v > self.version}

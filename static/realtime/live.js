@@ -2,9 +2,10 @@
 //
 // The htmx ws extension swaps every frame's elements by id. This script watches the version
 // each frame carries (first element, #live-version): it drops frames the page already has,
-// asks the server for a catch-up when it sees a gap or a heartbeat ahead of it, reconnects a
-// socket that went silent, makes reconnects resume from the version reached, and tells the
-// customer when live updates are paused and when they resume.
+// asks the server for a catch-up when it sees a gap, a heartbeat that disagrees with it, or a
+// click's answer older than what it shows; it reconnects sockets that went silent or were
+// closed with a code the extension does not retry, makes reconnects resume from the version
+// reached, and tells the customer when live updates are paused and when they resume.
 (function () {
   "use strict";
   var live = document.getElementById("live");
@@ -14,6 +15,7 @@
   var heartbeatMs = (parseFloat(live.dataset.heartbeat) || 15) * 1000;
   var status = document.getElementById("live-status");
   var MARKER = /^<div id="live-version" data-kind="(\w+)" data-version="(\d+)"/;
+  var RETRIED_BY_EXTENSION = [1006, 1011, 1012, 1013];
   var socket = null;
   var currentWs = null;
   var lastFrameAt = Date.now();
@@ -27,16 +29,30 @@
     live.dataset.liveStatus = state;
   }
 
-  function requestResync() {
-    if (!socket || Date.now() < resyncUntil) return;
+  function paused() {
+    wasPaused = true;
+    setStatus("paused", "Live updates paused — reconnecting…");
+  }
+
+  function requestResync(force) {
+    if (!socket || (!force && Date.now() < resyncUntil)) return;
     resyncUntil = Date.now() + 3000;
     socket.send(JSON.stringify({ type: "resync", version: version }));
   }
 
-  // A reconnect asks for what happened since the version reached, not since page load.
+  // A reconnect asks for what happened since the version reached, not since page load, and
+  // the socket it replaces is shut for good so it cannot deliver or reconnect on its own.
   var createWebSocket = htmx.createWebSocket || function (url) { return new WebSocket(url); };
+  var previous = null;
   htmx.createWebSocket = function (url) {
-    return createWebSocket(url.replace(/([?&]v=)\d+/, "$1" + version));
+    // Also when CLOSING: the extension closes the old socket just before asking for a new
+    // one, and its close event (which would schedule yet another reconnect) is still to come.
+    if (previous && previous.readyState !== WebSocket.CLOSED) {
+      previous.onopen = previous.onclose = previous.onerror = null;
+      previous.close();
+    }
+    previous = createWebSocket(url.replace(/([?&]v=)\d+/, "$1" + version));
+    return previous;
   };
 
   live.addEventListener("htmx:wsConnecting", function () {
@@ -54,9 +70,13 @@
   live.addEventListener("htmx:wsClose", function (event) {
     // A socket replaced by a reconnect closes after its successor opened: ignore it.
     if (currentWs && event.detail.event.target !== currentWs) return;
+    var wrapper = event.detail.socketWrapper;
     socket = null;
-    wasPaused = true;
-    setStatus("paused", "Live updates paused — reconnecting…");
+    paused();
+    if (RETRIED_BY_EXTENSION.indexOf(event.detail.event.code) < 0 && wrapper) {
+      // e.g. 1001 from a proxy going away: the extension would leave it closed.
+      setTimeout(function () { wrapper.reconnect(); }, 1000 + Math.random() * 2000);
+    }
   });
 
   live.addEventListener("htmx:wsBeforeMessage", function (event) {
@@ -67,10 +87,17 @@
     var frameVersion = parseInt(match[2], 10);
     if (kind === "heartbeat") {
       event.preventDefault();
-      if (frameVersion > version) {
+      if (frameVersion < version) {
+        requestResync(false);  // the database went back (restored): take its whole map
+      } else if (frameVersion > version) {
         // The delta may still be on its way; look again shortly.
-        setTimeout(function () { if (version < frameVersion) requestResync(); }, 2000);
+        setTimeout(function () { if (version < frameVersion) requestResync(false); }, 2000);
       }
+      return;
+    }
+    if (kind === "reset") {  // the whole map: authoritative, whatever the page believed
+      version = frameVersion;
+      resyncUntil = 0;
       return;
     }
     if (kind === "sync") {
@@ -82,18 +109,29 @@
     if (frameVersion <= version) { event.preventDefault(); return; }
     if (frameVersion === version + 1) { version = frameVersion; return; }
     // A gap: show this newer change and fetch the ones in between.
-    requestResync();
+    requestResync(false);
   });
 
   live.addEventListener("htmx:wsAfterMessage", function () {
     live.dataset.version = String(version);
   });
 
+  // A click's answer shows seats as of the version in its header. If a newer change reached
+  // this page first, the answer may have put older states back: catch up from that version.
+  document.body.addEventListener("htmx:afterRequest", function (event) {
+    var xhr = event.detail.xhr;
+    var answered = xhr && parseInt(xhr.getResponseHeader("X-Seat-Version"), 10);
+    if (answered >= 0 && answered < version && socket) {
+      resyncUntil = 0;
+      socket.send(JSON.stringify({ type: "resync", version: answered }));
+      resyncUntil = Date.now() + 3000;
+    }
+  });
+
   // Heartbeats arrive every few seconds; silence means the connection died unnoticed.
   setInterval(function () {
     if (socket && Date.now() - lastFrameAt > heartbeatMs * 2.5) {
-      wasPaused = true;
-      setStatus("paused", "Live updates paused — reconnecting…");
+      paused();
       lastFrameAt = Date.now();
       socket.reconnect();
     }

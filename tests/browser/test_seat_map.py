@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.db import connection, connections
 from playwright.sync_api import expect, sync_playwright
 
 from seats import services
@@ -28,6 +29,14 @@ def sync_database_calls_beside_playwright(monkeypatch):
     # Playwright's sync API keeps an event loop running in this thread, which makes Django
     # refuse the tests' own (plain synchronous) database calls.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
+
+
+@pytest.fixture(autouse=True)
+def close_connections_opened_beside_playwright(browser):
+    # The test's queries while Playwright runs use connections of their own context, which
+    # pytest-django does not close; an open one keeps PostgreSQL from dropping the test DB.
+    yield
+    connections.close_all()
 
 
 @pytest.fixture
@@ -120,6 +129,7 @@ def test_two_customers_see_each_other_live_and_a_late_viewer_sees_the_result(
 
 def test_page_says_when_live_updates_pause_and_catches_up_when_they_resume(server, browser, venue):
     make_user("carol")
+    dave = make_user("dave")
     event = make_event(venue, rows=2, seats_per_row=5)
     seat = event.seats.order_by("pk").first()
     page = browser.new_context().new_page()
@@ -128,12 +138,16 @@ def test_page_says_when_live_updates_pause_and_catches_up_when_they_resume(serve
     server.stop()  # a deploy or crash: uvicorn closes the socket with 1012
     expect(page.locator("#live-status")).to_have_attribute("data-status", "paused")
     expect(page.locator("#live-status")).to_contain_text("paused")
+
     # From another thread: this one runs Playwright's event loop, where the post-commit
     # announcement (async_to_sync) cannot run.
-    booker = threading.Thread(
-        target=services.book_seats,
-        kwargs={"customer": make_user("dave"), "event_id": event.pk, "seat_ids": [seat.pk]},
-    )
+    def book() -> None:
+        try:
+            services.book_seats(customer=dave, event_id=event.pk, seat_ids=[seat.pk])
+        finally:
+            connection.close()
+
+    booker = threading.Thread(target=book)
     booker.start()
     booker.join()
     server.start()

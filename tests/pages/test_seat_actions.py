@@ -241,3 +241,13 @@ def test_panel_refresh_after_the_hold_ran_out_shows_the_seats_free(
     assert "ran out" in html and "No seats selected yet." in html
     bad = client.get(reverse("hold-panel", args=[event.pk]) + "?seats=x", **HTMX)
     assert bad.status_code == 400
+
+
+def test_a_click_answer_says_which_version_its_seats_are_from(client, event, seat_ids, alice):
+    """live.js compares it with the version the page has reached over the WebSocket."""
+    client.force_login(alice)
+
+    response = toggle(client, event, seat_ids[0], **HTMX)
+
+    event.refresh_from_db()
+    assert response["X-Seat-Version"] == str(event.version) == "1"

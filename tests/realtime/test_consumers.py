@@ -130,7 +130,7 @@ async def test_viewer_far_behind_gets_a_whole_fresh_map(settings, event, seat_id
     frame = await viewer.receive_from(timeout=2)
     kind, version, seats = parse(frame)
 
-    assert kind == "sync" and 'id="seat-map"' in frame
+    assert kind == "reset" and 'id="seat-map"' in frame
     assert seats == await sync_to_async(db_states)(event.pk)
     await viewer.disconnect()
 
@@ -235,7 +235,7 @@ async def test_bad_version_parameter_gets_the_whole_map(event, seat_ids):
     viewer, connected = await open_viewer(event.pk, "not-a-number")
     assert connected
     kind, _, seats = parse(await viewer.receive_from(timeout=2))
-    assert kind == "sync" and len(seats) == len(seat_ids)
+    assert kind == "reset" and len(seats) == len(seat_ids)
     await viewer.disconnect()
 
 
@@ -270,4 +270,31 @@ async def test_the_session_identifies_the_user_on_the_socket(event, staff):
     connected, _ = await viewer.connect()
 
     assert connected
+    await viewer.disconnect()
+
+
+async def test_resync_requests_are_answered_at_most_once_a_second(event, seat_ids, alice):
+    viewer, _ = await open_viewer(event.pk, event.version)
+    assert await viewer.receive_nothing(0.2)
+    await sync_to_async(services.hold_seats)(
+        customer=alice, event_id=event.pk, seat_ids=seat_ids[:1]
+    )
+    await viewer.receive_from(timeout=2)  # the delta
+
+    for _ in range(20):
+        await viewer.send_to(text_data=json.dumps({"type": "resync", "version": event.version}))
+
+    first = parse(await viewer.receive_from(timeout=2))
+    assert await viewer.receive_nothing(0.6)  # the other 19 wait for the next second...
+    second = parse(await viewer.receive_from(timeout=2))  # ...and are answered once
+    assert first[0] == second[0] == "sync"
+    assert await viewer.receive_nothing(1.5)
+    await viewer.disconnect()
+
+
+async def test_non_ascii_digits_as_version_get_the_whole_map(event, seat_ids):
+    viewer, connected = await open_viewer(event.pk, "%C2%B2")  # "²" passes str.isdigit()
+    assert connected
+    kind, _, seats = parse(await viewer.receive_from(timeout=2))
+    assert kind == "reset" and len(seats) == len(seat_ids)
     await viewer.disconnect()
