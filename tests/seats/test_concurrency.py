@@ -7,6 +7,7 @@ each closes it in `finally` so the test database can be dropped afterwards.
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from datetime import timedelta
 
 import psycopg
@@ -183,19 +184,42 @@ def test_overlapping_requests_in_opposite_orders_neither_deadlock_nor_double_sel
     assert event.version == 1
 
 
-def test_without_the_row_locks_the_same_seats_are_held_by_many(customers, event, five, monkeypatch):
-    """Control: proves the tests above would catch a missing lock."""
+@pytest.fixture
+def without_row_locks(monkeypatch):
+    """Services read customers and seats without FOR UPDATE, and nobody writes before every
+    customer has read: the widest possible race, every time."""
     everyone_has_read = threading.Barrier(CUSTOMERS, timeout=60)
 
     def read_seats_without_locking(*, event_id, seat_ids):
         seats = list(Seat.objects.filter(event_id=event_id, pk__in=set(seat_ids)).order_by("pk"))
-        # Nobody writes before everybody has read: the widest possible race, every time.
         everyone_has_read.wait()
         return seats
 
     monkeypatch.setattr(services, "lock_customer", lambda customer_id: None)
     monkeypatch.setattr(services, "lock_seats", read_seats_without_locking)
 
+
+@contextmanager
+def locked_by_another_session(seat_id: int):
+    """Another PostgreSQL session (say, a stuck booking) holds the seat row locked."""
+    params = connection.get_connection_params()
+    with (
+        psycopg.connect(
+            host=params.get("host"),
+            port=params.get("port"),
+            user=params.get("user"),
+            dbname=params["dbname"],
+        ) as other,
+        other.transaction(),
+    ):
+        other.execute("SELECT id FROM seats_seat WHERE id = %s FOR UPDATE", [seat_id])
+        yield
+
+
+def test_without_the_row_locks_the_same_seats_are_held_by_many(
+    customers, event, five, without_row_locks
+):
+    """Control: proves the tests above would catch a missing lock."""
     outcomes = run_together([hold_call(c, event, five) for c in customers])
 
     assert tally(outcomes) == {"won": CUSTOMERS}
@@ -206,20 +230,10 @@ def test_without_the_row_locks_the_same_seats_are_held_by_many(customers, event,
 
 
 def test_without_the_row_locks_the_database_still_refuses_a_double_sale(
-    customers, event, five, monkeypatch, caplog
+    customers, event, five, without_row_locks, caplog
 ):
     """The unique constraint on active booked seats is the last line of defence: the losers
     are told the seats are gone (409), and every refusal is logged as the bug it is."""
-    everyone_has_read = threading.Barrier(CUSTOMERS, timeout=60)
-
-    def read_seats_without_locking(*, event_id, seat_ids):
-        seats = list(Seat.objects.filter(event_id=event_id, pk__in=set(seat_ids)).order_by("pk"))
-        everyone_has_read.wait()
-        return seats
-
-    monkeypatch.setattr(services, "lock_customer", lambda customer_id: None)
-    monkeypatch.setattr(services, "lock_seats", read_seats_without_locking)
-
     outcomes = run_together([book_call(c, event, five) for c in customers])
 
     assert tally(outcomes) == {"won": 1, "SeatsUnavailable": CUSTOMERS - 1}
@@ -234,19 +248,7 @@ def test_a_seat_locked_too_long_answers_busy_and_changes_nothing(
     settings.BOOKING_LOCK_TIMEOUT_MS = 200
     client.force_login(alice)
     before = db_state()
-    params = connection.get_connection_params()
-    # Another session (say, a stuck booking) keeps the seat row locked.
-    with (
-        psycopg.connect(
-            host=params.get("host"),
-            port=params.get("port"),
-            user=params.get("user"),
-            dbname=params["dbname"],
-        ) as other,
-        other.transaction(),
-    ):
-        other.execute("SELECT id FROM seats_seat WHERE id = %s FOR UPDATE", [five[0]])
-
+    with locked_by_another_session(five[0]):
         response = client.post(
             f"/api/events/{event.pk}/holds",
             data={"seats": five[:2]},
@@ -335,18 +337,7 @@ def test_one_busy_event_does_not_keep_the_sweeper_from_the_others(alice, bob, ve
     for customer, event in ((alice, stuck), (bob, free)):
         seat = event.seats.order_by("pk").first()
         services.hold_seats(customer=customer, event_id=event.pk, seat_ids=[seat.pk], now=now)
-    params = connection.get_connection_params()
-    stuck_seat = stuck.seats.order_by("pk").first().pk
-    with (
-        psycopg.connect(
-            host=params.get("host"),
-            port=params.get("port"),
-            user=params.get("user"),
-            dbname=params["dbname"],
-        ) as other,
-        other.transaction(),
-    ):
-        other.execute("SELECT id FROM seats_seat WHERE id = %s FOR UPDATE", [stuck_seat])
+    with locked_by_another_session(stuck.seats.order_by("pk").first().pk):
         released = services.expire_holds(now=now + timedelta(hours=1))
 
     assert released == 1
