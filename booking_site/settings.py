@@ -48,6 +48,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # A 5,000-seat map is ~1.4 MB of HTML and compresses ~10x. Django masks the CSRF token
+    # per response and pads compressed bodies (BREACH mitigation).
+    "django.middleware.gzip.GZipMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -167,3 +167,13 @@ def test_a_5000_seat_event_page_renders_every_seat(client, venue):
     rendered = {int(i) for i in re.findall(r'id="seat-(\d+)"', response.content.decode())}
     assert len(ids) == 5000
     assert rendered == ids
+
+
+def test_the_seat_map_travels_compressed(client, venue):
+    big = make_event(venue, rows=50, seats_per_row=100)
+
+    plain = client.get(reverse("event-detail", args=[big.pk]))
+    packed = client.get(reverse("event-detail", args=[big.pk]), HTTP_ACCEPT_ENCODING="gzip")
+
+    assert packed["Content-Encoding"] == "gzip"
+    assert len(packed.content) * 5 < len(plain.content)
