@@ -50,7 +50,17 @@ def serve(args: list[str]) -> None:
     os.chdir(ROOT)
     os.execve(
         str(BIN / "uvicorn"),
-        ["uvicorn", "booking_site.asgi:application", "--host", host, "--port", port, *args],
+        [
+            "uvicorn",
+            "booking_site.asgi:application",
+            "--host",
+            host,
+            "--port",
+            port,
+            "--ws-per-message-deflate",
+            "false",
+            *args,
+        ],
         env,
     )
 
