@@ -156,6 +156,8 @@ REALTIME_CATCHUP_LIMIT = int(os.environ.get("REALTIME_CATCHUP_LIMIT", "500"))
 REALTIME_HEARTBEAT_SECONDS = float(os.environ.get("REALTIME_HEARTBEAT_SECONDS", "15"))
 # Frames queued for one slow socket before it is closed (1013) and left to resync.
 REALTIME_SOCKET_QUEUE = int(os.environ.get("REALTIME_SOCKET_QUEUE", "200"))
+# ...or bytes queued (a whole 5,000-seat map is ~1.3 MB; a lone frame always goes through).
+REALTIME_SOCKET_QUEUE_BYTES = int(os.environ.get("REALTIME_SOCKET_QUEUE_BYTES", "4000000"))
 # Seconds a process stays subscribed to an event after its last viewer leaves.
 REALTIME_FEED_LINGER = float(os.environ.get("REALTIME_FEED_LINGER", "10"))
 

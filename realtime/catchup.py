@@ -1,5 +1,7 @@
 """What a viewer missed: the changed seats since its version, or a whole fresh map."""
 
+import time
+
 from django.conf import settings
 from django.utils import timezone
 
@@ -10,6 +12,31 @@ from seats.models import SeatChange
 from seats.selectors import public_seats
 
 from .frames import version_marker
+
+# The last whole-map frame rendered in this process, per event: (version, monotonic time,
+# frame). Many sockets asking for the same map at the same version share one render. Kept a
+# second at most, since an expired hold turns a seat free without a new version.
+_whole_maps: dict[int, tuple[int, float, str]] = {}
+WHOLE_MAP_REUSE_SECONDS = 1.0
+
+
+def _whole_map_frame(event: Event, *, now) -> str:
+    cached = _whole_maps.get(event.pk)
+    if (
+        cached
+        and cached[0] == event.version
+        and time.monotonic() - cached[1] < WHOLE_MAP_REUSE_SECONDS
+    ):
+        return cached[2]
+    seats = public_seats(event_id=event.pk, now=now)
+    frame = (
+        version_marker(kind="reset", version=event.version)
+        + sale_banner_html(event.sale_state, oob=True)
+        + seat_map_html(seats, oob=True)
+        + counts_html(event_counts(event), oob=True)
+    )
+    _whole_maps[event.pk] = (event.version, time.monotonic(), frame)
+    return frame
 
 
 def catch_up_frame(*, event_id: int, since: int | None) -> tuple[int, str | None]:
@@ -29,9 +56,7 @@ def catch_up_frame(*, event_id: int, since: int | None) -> tuple[int, str | None
     banner = sale_banner_html(event.sale_state, oob=True)
     counts = counts_html(event_counts(event), oob=True)
     if since is None or since > version or version - since > settings.REALTIME_CATCHUP_LIMIT:
-        seats = public_seats(event_id=event_id, now=now)
-        marker = version_marker(kind="reset", version=version)
-        return version, marker + banner + seat_map_html(seats, oob=True) + counts
+        return version, _whole_map_frame(event, now=now)
     changed = (
         SeatChange.objects.filter(event_id=event_id, version__gt=since)
         .values_list("seat_id", flat=True)

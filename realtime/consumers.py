@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 TRY_AGAIN_LATER = 1013
 MAX_CLIENT_MESSAGE = 1024
 RESYNC_INTERVAL = 1.0  # seconds
+NOTHING = object()  # no resync requested
 
 
 def _visible_event_id(event_id: int, user) -> int | None:
@@ -53,10 +54,13 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
         self.feed = None
         self.writer = None
         self.outbox: asyncio.Queue[str] = asyncio.Queue()
+        self.outbox_bytes = 0
         self.held_back: list[tuple[int, str]] | None = None
         self.closing = False
-        self.last_resync = float("-inf")
-        self.pending_resync: asyncio.TimerHandle | None = None
+        self.resync_from: object = NOTHING
+        self.resyncs: asyncio.Task | None = None
+        loop = asyncio.get_running_loop()
+        self.last_resync = loop.time()
         event_id = int(self.scope["url_route"]["kwargs"]["event_id"])
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         since = _parse_version((query.get("v") or [""])[0])
@@ -71,22 +75,22 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self.writer = asyncio.create_task(self._write())
         await self._catch_up(since)
+        self.last_resync = loop.time()
 
     async def disconnect(self, code) -> None:
         self._leave_feed()
-        if self.writer is not None:
-            self.writer.cancel()
+        for task in (self.writer, self.resyncs):
+            if task is not None:
+                task.cancel()
 
     def _leave_feed(self) -> None:
         self.closing = True
-        if self.pending_resync is not None:
-            self.pending_resync.cancel()
         if self.feed is not None:
             registry().unsubscribe(self.event_id, self)
             self.feed = None
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
-        if not text_data or len(text_data) > MAX_CLIENT_MESSAGE:
+        if not text_data or len(text_data) > MAX_CLIENT_MESSAGE or self.closing:
             return
         try:
             message = json.loads(text_data)
@@ -94,24 +98,24 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
             return
         if not isinstance(message, dict) or message.get("type") != "resync":
             return
-        # One catch-up at a time, and at most one a second: each reads and renders seats.
+        # Never awaited here: a flood of requests must not queue up renders (nor the
+        # disconnect behind them). Requests coalesce into one catch-up from the oldest
+        # version asked for, at most one a second, measured from the end of the last.
         version = _parse_version(message.get("version"))
-        wait = self.last_resync + RESYNC_INTERVAL - asyncio.get_running_loop().time()
-        if wait > 0:
-            if self.pending_resync is None:
-                self.pending_resync = asyncio.get_running_loop().call_later(
-                    wait, self._resync_later, version
-                )
-            return
-        if self.held_back is None:
-            self.last_resync = asyncio.get_running_loop().time()
-            await self._catch_up(version)
+        if self.resync_from is NOTHING:
+            self.resync_from = version
+        elif self.resync_from is not None:
+            self.resync_from = None if version is None else min(self.resync_from, version)
+        if self.resyncs is None or self.resyncs.done():
+            self.resyncs = asyncio.create_task(self._run_resyncs())
 
-    def _resync_later(self, version: int | None) -> None:
-        self.pending_resync = None
-        if not self.closing and self.held_back is None:
-            self.last_resync = asyncio.get_running_loop().time()
-            self.resync_task = asyncio.create_task(self._catch_up(version))
+    async def _run_resyncs(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.resync_from is not NOTHING and not self.closing:
+            await asyncio.sleep(max(0.0, self.last_resync + RESYNC_INTERVAL - loop.time()))
+            since, self.resync_from = self.resync_from, NOTHING
+            await self._catch_up(since)
+            self.last_resync = loop.time()
 
     def deliver(self, *, kind: str, version: int, frame: str) -> None:
         """Called by the feed for every frame; never blocks."""
@@ -125,20 +129,26 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
     def _enqueue(self, frame: str) -> None:
         if self.closing:
             return
-        if self.outbox.qsize() >= settings.REALTIME_SOCKET_QUEUE:
+        if self.outbox.qsize() and (
+            self.outbox.qsize() >= settings.REALTIME_SOCKET_QUEUE
+            or self.outbox_bytes + len(frame) > settings.REALTIME_SOCKET_QUEUE_BYTES
+        ):
             # Too slow to keep up: close so it reconnects from its version and catches up.
             self._leave_feed()
             self.closer = asyncio.create_task(self.close(code=TRY_AGAIN_LATER))
             return
+        self.outbox_bytes += len(frame)
         self.outbox.put_nowait(frame)
 
     async def _catch_up(self, since: int | None) -> None:
         """Sends what the viewer missed, then the deltas that arrived meanwhile."""
         self.held_back = self.held_back if self.held_back is not None else []
         try:
-            version, frame = await in_worker_thread(catch_up_frame)(
-                event_id=self.event_id, since=since
-            )
+            # A few at a time per process: the rest wait, then mostly find the frame cached.
+            async with registry().catch_up_slots:
+                version, frame = await in_worker_thread(catch_up_frame)(
+                    event_id=self.event_id, since=since
+                )
         except Exception:
             logger.exception("Catch-up of event %s failed", self.event_id)
             self.held_back = None
@@ -154,4 +164,14 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
     async def _write(self) -> None:
         while True:
             frame = await self.outbox.get()
+            self.outbox_bytes -= len(frame)
             await self.send(text_data=frame)
+
+
+class NoSuchSocket(AsyncWebsocketConsumer):
+    """Any other WebSocket path: refused at the handshake (403) rather than a server error."""
+
+    channel_layer_alias = "__no_layer_per_socket__"
+
+    async def connect(self) -> None:
+        await self.close()

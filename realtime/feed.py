@@ -133,6 +133,8 @@ class FeedRegistry:
 
     def __init__(self) -> None:
         self.feeds: dict[int, EventFeed] = {}
+        # Catch-ups render seats in worker threads; a handful at once is plenty.
+        self.catch_up_slots = asyncio.Semaphore(2)
 
     async def subscribe(self, event_id: int, subscriber: Subscriber) -> EventFeed:
         """Adds the subscriber and returns once the process is subscribed to the event's

@@ -1,7 +1,8 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from .consumers import SeatMapConsumer
+from .consumers import NoSuchSocket, SeatMapConsumer
 
 websocket_urlpatterns = [
     path("ws/events/<int:event_id>/", SeatMapConsumer.as_asgi()),
+    re_path(r"", NoSuchSocket.as_asgi()),
 ]

@@ -273,7 +273,7 @@ async def test_the_session_identifies_the_user_on_the_socket(event, staff):
     await viewer.disconnect()
 
 
-async def test_resync_requests_are_answered_at_most_once_a_second(event, seat_ids, alice):
+async def test_resync_requests_coalesce_and_come_at_most_once_a_second(event, seat_ids, alice):
     viewer, _ = await open_viewer(event.pk, event.version)
     assert await viewer.receive_nothing(0.2)
     await sync_to_async(services.hold_seats)(
@@ -284,12 +284,36 @@ async def test_resync_requests_are_answered_at_most_once_a_second(event, seat_id
     for _ in range(20):
         await viewer.send_to(text_data=json.dumps({"type": "resync", "version": event.version}))
 
-    first = parse(await viewer.receive_from(timeout=2))
-    assert await viewer.receive_nothing(0.6)  # the other 19 wait for the next second...
-    second = parse(await viewer.receive_from(timeout=2))  # ...and are answered once
-    assert first[0] == second[0] == "sync"
-    assert await viewer.receive_nothing(1.5)
+    assert parse(await viewer.receive_from(timeout=3))[0] == "sync"
+    assert await viewer.receive_nothing(1.2)  # the twenty were answered as one
+    await viewer.send_to(text_data=json.dumps({"type": "resync", "version": event.version}))
+    assert parse(await viewer.receive_from(timeout=3))[0] == "sync"
     await viewer.disconnect()
+
+
+async def test_a_flood_of_whole_map_requests_gets_one_answer_per_socket(event, seat_ids):
+    viewers = [(await open_viewer(event.pk, event.version))[0] for _ in range(10)]
+    for viewer in viewers:
+        assert await viewer.receive_nothing(0.05)
+        for _ in range(50):
+            await viewer.send_to(text_data=json.dumps({"type": "resync"}))
+
+    for viewer in viewers:
+        kind, _, seats = parse(await viewer.receive_from(timeout=5))
+        assert kind == "reset" and len(seats) == len(seat_ids)
+    for viewer in viewers:
+        assert await viewer.receive_nothing(0.3)
+        await viewer.disconnect()
+    assert event.pk not in registry().feeds or not registry().feeds[event.pk].subscribers
+
+
+async def test_unknown_websocket_paths_are_refused_not_errors(event):
+    for path in (f"/ws/events/{event.pk}", "/ws/events/-1/", "/ws/elsewhere/", "/events/1/"):
+        socket = WebsocketCommunicator(
+            application, path, headers=[(b"origin", b"http://testserver")]
+        )
+        connected, _ = await socket.connect()
+        assert not connected, path
 
 
 async def test_non_ascii_digits_as_version_get_the_whole_map(event, seat_ids):
