@@ -301,7 +301,9 @@ def book_seats(
     now = now or timezone.now()
     if seat_ids is None and hold_id is None:
         raise InvalidRequest('Give "seats" (a list of seat ids) or "hold" (a hold id).')
-    if hold_id is not None and (isinstance(hold_id, bool) or not isinstance(hold_id, int)):
+    if hold_id is not None and (
+        isinstance(hold_id, bool) or not isinstance(hold_id, int) or not 0 < hold_id < 2**63
+    ):
         raise InvalidRequest('"hold" must be a hold id.')
     event = _get_event(event_id)
     _require_on_sale(event)
@@ -309,6 +311,8 @@ def book_seats(
         lock_customer(customer.pk)
         hold = _open_hold(customer_id=customer.pk, event_id=event.pk, now=now)
         if hold_id is not None and (hold is None or hold.pk != hold_id):
+            if not Hold.objects.filter(pk=hold_id, customer=customer, event=event).exists():
+                raise NotFound("No such hold.")  # as for someone else's: existence not leaked
             raise Conflict("That hold is not active (it may have expired or been booked).")
         if hold is not None:
             hold = lock_holds([hold.pk])[hold.pk]

@@ -47,10 +47,11 @@ def hold_context(user, event: Event, now: datetime) -> dict:
 
 
 def _parse_id(raw: object, what: str) -> int:
-    try:
-        value = int(str(raw).strip())
-    except (TypeError, ValueError):
-        raise InvalidRequest(f"Choose a {what}.") from None
+    text = str(raw) if raw is not None else ""
+    # Plain ASCII digits only, as the API takes: int() would also accept "٣", "+5" or " 5 ".
+    if not (text.isascii() and text.isdigit()):
+        raise InvalidRequest(f"Choose a {what}.")
+    value = int(text)
     if value < 1 or value > 2**62:
         raise InvalidRequest(f"That is not a valid {what}.")
     return value

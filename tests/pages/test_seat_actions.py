@@ -251,3 +251,13 @@ def test_a_click_answer_says_which_version_its_seats_are_from(client, event, sea
 
     event.refresh_from_db()
     assert response["X-Seat-Version"] == str(event.version) == "1"
+
+
+@pytest.mark.parametrize("value", ["\u0663", "+1", " 1 ", "1.0", "0x1", ""])
+def test_a_seat_value_must_be_plain_digits(client, event, seat_ids, alice, value):
+    client.force_login(alice)
+
+    response = toggle(client, event, value, **HTMX)
+
+    assert response.status_code == 400
+    assert not Hold.objects.exists()

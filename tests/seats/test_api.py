@@ -286,8 +286,10 @@ def test_book_a_hold(alice_client, event, seat_ids):
         (True, 400, "invalid"),
         (1.0, 400, "invalid"),
         ([1], 400, "invalid"),
-        (10**30, 409, "conflict"),
-        ("bobs", 409, "conflict"),
+        (10**30, 400, "invalid"),
+        (0, 400, "invalid"),
+        (999_999, 404, "not_found"),
+        ("bobs", 404, "not_found"),  # someone else's hold looks like no hold
         ("expired", 409, "conflict"),
     ],
 )
