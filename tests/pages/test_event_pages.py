@@ -177,3 +177,8 @@ def test_the_seat_map_travels_compressed(client, venue):
 
     assert packed["Content-Encoding"] == "gzip"
     assert len(packed.content) * 5 < len(plain.content)
+
+
+def test_there_is_no_password_reset_to_an_address_nobody_gave(client):
+    assert client.get("/accounts/password_reset/").status_code == 404
+    assert client.get("/accounts/login/").status_code == 200
