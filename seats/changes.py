@@ -69,18 +69,34 @@ def recount_seats(event_id: int) -> None:
     )
 
 
-def public_seat(seat: Seat) -> dict:
-    """What anyone may know about a seat: never who holds or bought it."""
+def public_seat(
+    *, id: int, section: str, row_label: str, number: int, x: int, y: int, price, state: str
+) -> dict:
+    """What anyone may know about a seat (the fragments render this): never who holds or
+    bought it."""
     return {
-        "id": seat.pk,
-        "section": seat.section,
-        "row": seat.row_label,
-        "number": seat.number,
-        "x": seat.x,
-        "y": seat.y,
-        "price": str(seat.price),
-        "state": seat.state,
+        "id": id,
+        "section": section,
+        "row": row_label,
+        "number": number,
+        "x": x,
+        "y": y,
+        "price": str(price),
+        "state": state,
     }
+
+
+def _public(seat: Seat) -> dict:
+    return public_seat(
+        id=seat.pk,
+        section=seat.section,
+        row_label=seat.row_label,
+        number=seat.number,
+        x=seat.x,
+        y=seat.y,
+        price=seat.price,
+        state=seat.state,
+    )
 
 
 def commit_transitions(
@@ -137,7 +153,7 @@ def commit_transitions(
         {
             "event": event_id,
             "version": version,
-            "seats": [public_seat(seat) for seat in seats],
+            "seats": [_public(seat) for seat in seats],
             "counts": counts,
         }
     )

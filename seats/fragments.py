@@ -23,7 +23,7 @@ def seat_name(seat: dict) -> str:
 
 
 def seat_html(seat: dict, *, oob: bool = False) -> str:
-    """One seat as a button of the seat-map form. `seat` is seats.changes.public_seat()."""
+    """One seat as a button of the seat-map form. `seat` is a seats.changes.public_seat() dict."""
     state = seat["state"]
     disabled = "" if state in _ACTIONABLE else ' aria-disabled="true"'
     swap = ' hx-swap-oob="true"' if oob else ""

@@ -62,13 +62,6 @@ class Seat(models.Model):
     def label(self) -> str:
         return f"{self.section}-{self.row_label}-{self.number}"
 
-    def accessible_name(self, state: str | None = None) -> str:
-        symbol = settings.BOOKING_CURRENCY_SYMBOL
-        return (
-            f"Section {self.section}, row {self.row_label}, seat {self.number}, "
-            f"{symbol}{self.price:.2f}, {state or self.state}"
-        )
-
 
 class Hold(models.Model):
     """A customer's basket of seats for one event, theirs until `expires_at`.

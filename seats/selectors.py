@@ -5,7 +5,7 @@ from datetime import datetime
 
 from events.models import Event
 
-from .changes import event_counts
+from .changes import event_counts, public_seat
 from .models import Hold, Seat, SeatState
 
 _SEAT_FIELDS = (
@@ -38,16 +38,16 @@ def _public(row: dict, now: datetime) -> dict:
         row["hold__ended_at"] is not None or row["hold__expires_at"] <= now
     ):
         state = SeatState.AVAILABLE
-    return {
-        "id": row["id"],
-        "section": row["section"],
-        "row": row["row_label"],
-        "number": row["number"],
-        "x": row["x"],
-        "y": row["y"],
-        "price": str(row["price"]),
-        "state": state,
-    }
+    return public_seat(
+        id=row["id"],
+        section=row["section"],
+        row_label=row["row_label"],
+        number=row["number"],
+        x=row["x"],
+        y=row["y"],
+        price=row["price"],
+        state=state,
+    )
 
 
 def public_seats(*, event_id: int, now: datetime, seat_ids=None) -> list[dict]:
