@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "events",
     "seats",
     "realtime",
+    "loadtest",
 ]
 
 MIDDLEWARE = [

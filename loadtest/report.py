@@ -20,17 +20,18 @@ def build(result: dict, *, db_double_booked: list[int] | None) -> dict:
     be checked from here."""
     run = result["run"]
     config = run.config
+    ledger = run.ledger
     viewers = run.viewers
     load_seconds = max(run.load_ended - run.load_started, 1e-9)
 
-    seat_counts = Counter(seat for seats in run.booked for seat in seats)
+    seat_counts = Counter(seat for seats in ledger.booked for seat in seats)
     double_in_answers = sorted(seat for seat, n in seat_counts.items() if n > 1)
     double_booked = sorted(set(double_in_answers) | set(db_double_booked or []))
     truth = result["truth"]
     booked_not_sold = sorted(s for s in seat_counts if truth.get(s) != "sold")
 
-    latencies, by_start = run.changes.latencies()
-    expected = len(run.changes.started) * len(viewers)
+    latencies, by_start = ledger.changes.latencies()
+    expected = len(ledger.changes.started) * len(viewers)
     out_of_date = result["viewers_out_of_date"]
     verification = {
         "double_booked_seats": double_booked,
@@ -39,20 +40,20 @@ def build(result: dict, *, db_double_booked: list[int] | None) -> dict:
         "viewers_out_of_date": len(out_of_date),
         "out_of_date_examples": out_of_date[:10],
         "booked_but_not_sold": booked_not_sold,
-        "server_errors": run.server_errors,
+        "server_errors": ledger.server_errors,
     }
     verification["passed"] = (
-        not double_booked and not out_of_date and not booked_not_sold and not run.server_errors
+        not double_booked and not out_of_date and not booked_not_sold and not ledger.server_errors
     )
 
     timeline = []
     change_seconds: dict[int, array] = {}
     for started, values in by_start.items():
-        change_seconds.setdefault(max(0, int(started - run.timeline.start)), array("d")).extend(
+        change_seconds.setdefault(max(0, int(started - ledger.timeline.start)), array("d")).extend(
             values
         )
-    for second in sorted(set(run.timeline.buckets) | set(change_seconds)):
-        bucket = run.timeline.buckets.get(second, {})
+    for second in sorted(set(ledger.timeline.buckets) | set(change_seconds)):
+        bucket = ledger.timeline.buckets.get(second, {})
         booking = summary_ms(bucket.get("booking_latency", ()))
         change = summary_ms(change_seconds.get(second, ()))
         timeline.append(
@@ -86,22 +87,22 @@ def build(result: dict, *, db_double_booked: list[int] | None) -> dict:
         "load_seconds": round(load_seconds, 2),
         "settle_seconds": round(result["settle_seconds"], 2),
         "bookings": {
-            **run.bookings.as_dict(),
-            "per_second": round(run.bookings.ok / load_seconds, 1),
+            **ledger.bookings.as_dict(),
+            "per_second": round(ledger.bookings.ok / load_seconds, 1),
             "seats_booked": sum(seat_counts.values()),
         },
-        "holds": run.holds.as_dict(),
+        "holds": ledger.holds.as_dict(),
         "changes": {
-            "made": len(run.changes.started),
-            "per_second": round(len(run.changes.started) / load_seconds, 1),
-            "missed_ticks": run.missed_ticks if config.mode == "steady" else None,
+            "made": len(ledger.changes.started),
+            "per_second": round(len(ledger.changes.started) / load_seconds, 1),
+            "missed_ticks": run.load.missed_ticks if config.mode == "steady" else None,
         },
         "change_to_viewer": {
             **summary_ms(latencies),
             "expected_deliveries": expected,
-            "delivered": run.changes.delivered(),
+            "delivered": ledger.changes.delivered(),
         },
-        "fanout_spread": summary_ms(run.changes.spread()),
+        "fanout_spread": summary_ms(ledger.changes.spread()),
         "viewers": {
             "requested": len(viewers),
             "connected_at_start": result["connected_at_start"],
@@ -115,7 +116,7 @@ def build(result: dict, *, db_double_booked: list[int] | None) -> dict:
         },
         "server_memory": run.memory.as_dict(),
         "timeline": timeline,
-        "notes": run.notes,
+        "notes": run.load.notes,
         "verification": verification,
     }
     return report

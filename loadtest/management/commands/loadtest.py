@@ -8,9 +8,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from realtime.loadtest import preparation
-from realtime.loadtest.report import build, html_report, table
-from realtime.loadtest.runner import MODES, Config, LoadTestError, run_load
+from loadtest import preparation
+from loadtest.config import MODES, Config, LoadTestError
+from loadtest.report import build, html_report, table
+from loadtest.runner import run_load
 
 
 class Command(BaseCommand):
