@@ -1,8 +1,20 @@
 """What a run is asked to do, and the error that stops it before it starts."""
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 MODES = ("rush", "random", "steady")
+
+
+@dataclass(frozen=True)
+class CustomerLogin:
+    """How one customer gets its session: cookies made ready (`how="cookies"`), or the log-in
+    or sign-up form with a username and password."""
+
+    how: Literal["cookies", "login", "signup"]
+    cookies: dict[str, str] = field(default_factory=dict)
+    username: str = ""
+    password: str = ""
 
 
 @dataclass
@@ -22,8 +34,7 @@ class Config:
     deflate: bool = False
     quiet: bool = False
     server_pids: list[int] = field(default_factory=list)
-    # Each customer: ("cookies", {...}) ready-made, or ("login"|"signup", (username, password)).
-    customer_logins: list[tuple[str, object]] = field(default_factory=list)
+    customer_logins: list[CustomerLogin] = field(default_factory=list)
     seed: int | None = None
 
 

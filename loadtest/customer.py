@@ -2,11 +2,16 @@
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Literal
 
+from .answers import Answer, answer
 from .http import HttpError, Session
 from .stats import ChangeLog, Outcomes, Timeline, monotonic
 
 MAX_BUSY_RETRIES = 20
+
+Outcome = Literal["ok", "conflict", "busy", "error"]
+RequestKind = Literal["hold", "booking"]
 
 
 @dataclass
@@ -23,6 +28,15 @@ class Ledger:
     server_errors: int = 0
 
 
+@dataclass
+class Attempt:
+    """How one request ended: its outcome, the answer, and how long to wait if busy."""
+
+    outcome: Outcome
+    answer: Answer = field(default_factory=Answer)
+    wait: float = 0.0
+
+
 class Customer:
     def __init__(self, number: int, session: Session, *, event_id: int, ledger: Ledger) -> None:
         self.number = number
@@ -31,87 +45,88 @@ class Customer:
         self.ledger = ledger
         self.done = False
 
-    async def call(self, kind: str, method: str, path: str, body: dict) -> tuple[str, dict, float]:
-        """Sends one hold or booking request and files its outcome. Returns (outcome, JSON
-        answer, seconds to wait before retrying when busy)."""
+    async def call(self, kind: RequestKind, body: dict[str, object], seats: list[int]) -> Attempt:
+        """POSTs one hold or booking and files its outcome. `seats` are the seats asked
+        for (none when booking a hold)."""
         ledger = self.ledger
         outcomes = ledger.holds if kind == "hold" else ledger.bookings
+        path = f"/api/events/{self.event_id}/{'holds' if kind == 'hold' else 'bookings'}"
         started = monotonic()
         try:
-            response = await self.session.request(method, path, json_body=body)
+            response = await self.session.request("POST", path, json_body=body)
         except HttpError as exc:
             outcomes.error += 1
             outcomes.error_kinds["no answer: " + str(exc).split(": ", 1)[-1][:60]] += 1
             if kind == "booking":
                 ledger.timeline.booking(at=started, status="error", latency=0)
-            return "error", {}, 0.2
+            return Attempt("error", wait=0.2)
         latency = monotonic() - started
-        data = response.json()
-        retry_after = 0.0
+        data = answer(response.json())
+        attempt = Attempt("error", data)
         if response.status == 201:
-            outcome = "ok"
+            attempt.outcome = "ok"
             outcomes.ok += 1
             outcomes.latencies.append(latency)
-            seats = [s["id"] if isinstance(s, dict) else s for s in data.get("seats", [])]
             if kind == "hold":
                 ledger.changes.made(
-                    seat_ids=body.get("seats", seats), state="held", request_started=started
+                    seat_ids=seats or data.seats, state="held", request_started=started
                 )
             else:
-                ledger.changes.made(seat_ids=seats, state="sold", request_started=started)
-                ledger.booked.append(seats)
-                ledger.taken.update(seats)
+                ledger.changes.made(seat_ids=data.seats, state="sold", request_started=started)
+                ledger.booked.append(data.seats)
+                ledger.taken.update(data.seats)
         elif response.status == 409:
-            outcome = "conflict"
+            attempt.outcome = "conflict"
             outcomes.conflict += 1
-        elif response.status == 503 and data.get("code") == "busy":
-            outcome = "busy"
+        elif response.status == 503 and data.code == "busy":
+            attempt.outcome = "busy"
             outcomes.busy += 1
             try:
-                retry_after = min(float(response.headers.get("retry-after", "0.1")), 0.5)
+                attempt.wait = min(float(response.headers.get("retry-after", "0.1")), 0.5)
             except ValueError:
-                retry_after = 0.1
+                attempt.wait = 0.1
         else:
-            outcome = "error"
             outcomes.error += 1
-            outcomes.error_kinds[f"{response.status} {data.get('code', '')}".strip()] += 1
+            outcomes.error_kinds[f"{response.status} {data.code}".strip()] += 1
             if response.status >= 500:
                 ledger.server_errors += 1
         if kind == "booking":
-            ledger.timeline.booking(at=started, status=outcome, latency=latency)
-        return outcome, data, retry_after
+            ledger.timeline.booking(at=started, status=attempt.outcome, latency=latency)
+        return attempt
 
-    async def hold(self, seat_ids: list[int]):
-        return await self.call(
-            "hold", "POST", f"/api/events/{self.event_id}/holds", {"seats": seat_ids}
-        )
+    async def hold(self, seat_ids: list[int]) -> Attempt:
+        return await self.call("hold", {"seats": seat_ids}, seat_ids)
 
-    async def book(self, *, seat_ids: list[int] | None = None, hold_id: int | None = None):
-        body = {"hold": hold_id} if hold_id is not None else {"seats": seat_ids}
-        return await self.call("booking", "POST", f"/api/events/{self.event_id}/bookings", body)
+    async def book(
+        self, *, seat_ids: list[int] | None = None, hold_id: int | None = None
+    ) -> Attempt:
+        if hold_id is not None:
+            return await self.call("booking", {"hold": hold_id}, [])
+        return await self.call("booking", {"seats": seat_ids or []}, seat_ids or [])
 
-    async def book_until_answered(self, **what) -> tuple[str, dict]:
+    async def book_until_answered(
+        self, *, seat_ids: list[int] | None = None, hold_id: int | None = None
+    ) -> Attempt:
         """Books, retrying while the server says it is busy (as the page tells people to)."""
         for _ in range(MAX_BUSY_RETRIES):
-            outcome, data, wait = await self.book(**what)
-            if outcome != "busy":
-                return outcome, data
-            await asyncio.sleep(wait)
-        return "busy", {}
+            attempt = await self.book(seat_ids=seat_ids, hold_id=hold_id)
+            if attempt.outcome != "busy":
+                return attempt
+            await asyncio.sleep(attempt.wait)
+        return Attempt("busy")
 
-    async def hold_then_book(self, wanted: list[int]) -> str:
+    async def hold_then_book(self, wanted: list[int]) -> Outcome:
         """Holds the seats, then books the hold. Returns the outcome that ended the attempt."""
-        outcome, data, wait = await self.hold(wanted)
-        if outcome == "ok":
+        attempt = await self.hold(wanted)
+        if attempt.outcome == "ok":
             self.ledger.taken.update(wanted)
-            outcome, data = await self.book_until_answered(hold_id=data.get("hold"))
-            return outcome
-        if outcome == "conflict":
-            if data.get("code") in ("limit_exceeded", "sale_not_open"):
+            return (await self.book_until_answered(hold_id=attempt.answer.hold)).outcome
+        if attempt.outcome == "conflict":
+            if attempt.answer.code in ("limit_exceeded", "sale_not_open"):
                 self.done = True
-            self.ledger.taken.update(data.get("seats") or wanted)
-        elif outcome == "busy":
-            await asyncio.sleep(wait)
-        elif outcome == "error":
-            await asyncio.sleep(wait or 0.1)
-        return outcome
+            self.ledger.taken.update(attempt.answer.seats or wanted)
+        elif attempt.outcome == "busy":
+            await asyncio.sleep(attempt.wait)
+        elif attempt.outcome == "error":
+            await asyncio.sleep(attempt.wait or 0.1)
+        return attempt.outcome

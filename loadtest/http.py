@@ -5,6 +5,7 @@ cookie jar and nothing else; a thread per request (urllib) would cost more than 
 """
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -25,9 +26,10 @@ class Response:
     headers: dict[str, str]
     body: bytes
 
-    def json(self) -> dict:
+    def json(self) -> dict[str, object]:
+        """The body as a JSON object; {} when it is not one (an HTML error page)."""
         try:
-            data = json.loads(self.body)
+            data: object = json.loads(self.body)
         except ValueError:
             return {}
         return data if isinstance(data, dict) else {}
@@ -63,10 +65,8 @@ class Session:
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
-            try:
+            with contextlib.suppress(OSError):
                 await self._writer.wait_closed()
-            except OSError:
-                pass
         self._reader = self._writer = None
 
     async def request(
@@ -75,7 +75,7 @@ class Session:
         path: str,
         *,
         json_body: object = None,
-        form: dict | None = None,
+        form: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Response:
         """Sends the request with the session's cookies (and, for unsafe methods, its CSRF
@@ -110,15 +110,16 @@ class Session:
     async def _exchange(self, payload: bytes, method: str) -> Response:
         if self._writer is not None and time.monotonic() - self._last_used > IDLE_REUSE_SECONDS:
             await self.close()
-        if self._writer is None:
+        if self._writer is None or self._reader is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        reader = self._reader
         self._writer.write(payload)
         await self._writer.drain()
-        status_line = await self._reader.readuntil(b"\r\n")
+        status_line = await reader.readuntil(b"\r\n")
         status = int(status_line.split(b" ", 2)[1])
         headers: dict[str, str] = {}
         while True:
-            line = await self._reader.readuntil(b"\r\n")
+            line = await reader.readuntil(b"\r\n")
             if line == b"\r\n":
                 break
             name, _, value = line.decode("latin-1").partition(":")
@@ -129,26 +130,16 @@ class Session:
         if method == "HEAD" or status in (204, 304):
             body = b""
         elif "content-length" in headers:
-            body = await self._reader.readexactly(int(headers["content-length"]))
+            body = await reader.readexactly(int(headers["content-length"]))
         elif headers.get("transfer-encoding", "").lower() == "chunked":
-            body = await self._read_chunked()
+            body = await _read_chunked(reader)
         else:
-            body = await self._reader.read()
+            body = await reader.read()
             headers["connection"] = "close"
         if headers.get("connection", "").lower() == "close":
             await self.close()
         self._last_used = time.monotonic()
         return Response(status, headers, body)
-
-    async def _read_chunked(self) -> bytes:
-        chunks = []
-        while True:
-            size = int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            if size == 0:
-                await self._reader.readuntil(b"\r\n")
-                return b"".join(chunks)
-            chunks.append(await self._reader.readexactly(size))
-            await self._reader.readexactly(2)
 
     def _store_cookie(self, header: str) -> None:
         cookie = SimpleCookie()
@@ -161,6 +152,17 @@ class Session:
                 self.cookies.pop(name, None)
             else:
                 self.cookies[name] = morsel.value
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        if size == 0:
+            await reader.readuntil(b"\r\n")
+            return b"".join(chunks)
+        chunks.append(await reader.readexactly(size))
+        await reader.readexactly(2)
 
 
 async def log_in(session: Session, *, username: str, password: str) -> bool:

@@ -5,16 +5,17 @@ import asyncio
 import random
 from collections import Counter
 
+from .answers import SeatInfo
 from .config import Config
 from .customer import Customer, Ledger
 from .stats import monotonic
 
 
-def best_seats(seats: list[dict], count: int) -> list[int]:
+def best_seats(seats: list[SeatInfo], count: int) -> list[int]:
     """The `count` seats everyone wants: first section, front rows, middle of the row."""
     section_order: dict[str, int] = {}
     row_order: dict[tuple[str, str], int] = {}
-    row_width: Counter = Counter()
+    row_width: Counter[tuple[str, str]] = Counter()
     for seat in sorted(seats, key=lambda s: s["id"]):
         section_order.setdefault(seat["section"], len(section_order))
         row_order.setdefault((seat["section"], seat["row"]), len(row_order))
@@ -22,7 +23,7 @@ def best_seats(seats: list[dict], count: int) -> list[int]:
             row_width[(seat["section"], seat["row"])], seat["number"]
         )
 
-    def score(seat: dict) -> tuple:
+    def score(seat: SeatInfo) -> tuple[int, int, float, int]:
         key = (seat["section"], seat["row"])
         return (
             section_order[seat["section"]],
@@ -94,10 +95,11 @@ class Load:
                 if self.random.random() < 0.5:
                     outcome = await customer.hold_then_book(wanted)
                 else:
-                    outcome, data = await customer.book_until_answered(seat_ids=wanted)
+                    attempt = await customer.book_until_answered(seat_ids=wanted)
+                    outcome = attempt.outcome
                     if outcome == "conflict":
-                        self.ledger.taken.update(data.get("seats") or wanted)
-                        customer.done = data.get("code") in ("limit_exceeded", "sale_not_open")
+                        self.ledger.taken.update(attempt.answer.seats or wanted)
+                        customer.done = attempt.answer.code in ("limit_exceeded", "sale_not_open")
                 errors = errors + 1 if outcome == "error" else 0
                 if errors >= 20:
                     return
@@ -110,13 +112,13 @@ class Load:
         idle: asyncio.Queue[Customer] = asyncio.Queue()
         for customer in self.customers:
             idle.put_nowait(customer)
-        in_flight: set[asyncio.Task] = set()
+        in_flight: set[asyncio.Task[None]] = set()
 
         async def change(customer: Customer, seat: int) -> None:
             try:
-                outcome, data = await customer.book_until_answered(seat_ids=[seat])
-                if outcome == "conflict":
-                    self.ledger.taken.update(data.get("seats") or [seat])
+                attempt = await customer.book_until_answered(seat_ids=[seat])
+                if attempt.outcome == "conflict":
+                    self.ledger.taken.update(attempt.answer.seats or [seat])
             finally:
                 idle.put_nowait(customer)
 

@@ -6,11 +6,13 @@ Linux only; anywhere else (or without permission) the report just has no memory 
 import os
 from pathlib import Path
 
+from .shapes import ServerMemory
+
 PROC = Path("/proc")
 
 
 def _listening_inodes(port: int) -> set[str]:
-    inodes = set()
+    inodes: set[str] = set()
     for table in ("net/tcp", "net/tcp6"):
         try:
             lines = (PROC / table).read_text().splitlines()[1:]
@@ -31,7 +33,7 @@ def pids_listening_on(port: int) -> list[int]:
     targets = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
     if not targets:
         return []
-    pids = []
+    pids: list[int] = []
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
@@ -66,8 +68,7 @@ class MemoryWatch:
         self.last: int | None = None
 
     def sample(self) -> None:
-        values = [rss_bytes(pid) for pid in self.pids]
-        values = [v for v in values if v is not None]
+        values = [v for v in (rss_bytes(pid) for pid in self.pids) if v is not None]
         if not values:
             return
         total = sum(values)
@@ -76,11 +77,11 @@ class MemoryWatch:
         self.peak = max(self.peak or 0, total)
         self.last = total
 
-    def as_dict(self) -> dict | None:
+    def as_dict(self) -> ServerMemory | None:
         if not self.pids or self.first is None:
             return None
 
-        def mb(value):
+        def mb(value: int | None) -> float | None:
             return None if value is None else round(value / 2**20, 1)
 
         return {

@@ -4,21 +4,27 @@ import html
 import json
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from statistics import mean
+from typing import Literal
 
-from .stats import percentile, summary_ms
+from .runner import RunResult
+from .shapes import Report, Spread, TimelineRow, Verification
+from .stats import Second, percentile, summary_ms
+
+LatencyColumn = Literal["booking_p50_ms", "booking_p99_ms", "change_p50_ms", "change_p99_ms"]
 
 
-def _spread(values: list[int]) -> dict:
+def _spread(values: list[int]) -> Spread:
     if not values:
         return {"mean": None, "min": None, "max": None}
     return {"mean": round(mean(values), 1), "min": min(values), "max": max(values)}
 
 
-def build(result: dict, *, db_double_booked: list[int] | None) -> dict:
+def build(result: RunResult, *, db_double_booked: list[int] | None) -> Report:
     """The report (plain JSON data). `db_double_booked` is None when the database could not
     be checked from here."""
-    run = result["run"]
+    run = result.run
     config = run.config
     ledger = run.ledger
     viewers = run.viewers
@@ -27,13 +33,16 @@ def build(result: dict, *, db_double_booked: list[int] | None) -> dict:
     seat_counts = Counter(seat for seats in ledger.booked for seat in seats)
     double_in_answers = sorted(seat for seat, n in seat_counts.items() if n > 1)
     double_booked = sorted(set(double_in_answers) | set(db_double_booked or []))
-    truth = result["truth"]
+    truth = result.truth
     booked_not_sold = sorted(s for s in seat_counts if truth.get(s) != "sold")
 
     latencies, by_start = ledger.changes.latencies()
     expected = len(ledger.changes.started) * len(viewers)
-    out_of_date = result["viewers_out_of_date"]
-    verification = {
+    out_of_date = result.viewers_out_of_date
+    passed = (
+        not double_booked and not out_of_date and not booked_not_sold and not ledger.server_errors
+    )
+    verification: Verification = {
         "double_booked_seats": double_booked,
         "double_booked_in_answers": double_in_answers,
         "database_checked": db_double_booked is not None,
@@ -41,27 +50,25 @@ def build(result: dict, *, db_double_booked: list[int] | None) -> dict:
         "out_of_date_examples": out_of_date[:10],
         "booked_but_not_sold": booked_not_sold,
         "server_errors": ledger.server_errors,
+        "passed": passed,
     }
-    verification["passed"] = (
-        not double_booked and not out_of_date and not booked_not_sold and not ledger.server_errors
-    )
 
-    timeline = []
-    change_seconds: dict[int, array] = {}
+    timeline: list[TimelineRow] = []
+    change_seconds: dict[int, array[float]] = {}
     for started, values in by_start.items():
         change_seconds.setdefault(max(0, int(started - ledger.timeline.start)), array("d")).extend(
             values
         )
     for second in sorted(set(ledger.timeline.buckets) | set(change_seconds)):
-        bucket = ledger.timeline.buckets.get(second, {})
-        booking = summary_ms(bucket.get("booking_latency", ()))
+        bucket = ledger.timeline.buckets.get(second, Second())
+        booking = summary_ms(bucket.booking_latency)
         change = summary_ms(change_seconds.get(second, ()))
         timeline.append(
             {
                 "second": second,
-                "bookings": bucket.get("bookings", 0),
-                "conflicts": bucket.get("conflicts", 0),
-                "errors": bucket.get("errors", 0),
+                "bookings": bucket.bookings,
+                "conflicts": bucket.conflicts,
+                "errors": bucket.errors,
                 "booking_p50_ms": booking["p50_ms"],
                 "booking_p99_ms": booking["p99_ms"],
                 "change_p50_ms": change["p50_ms"],
@@ -69,7 +76,7 @@ def build(result: dict, *, db_double_booked: list[int] | None) -> dict:
             }
         )
 
-    report = {
+    report: Report = {
         "config": {
             "urls": config.urls,
             "event": config.event_id,
@@ -79,13 +86,13 @@ def build(result: dict, *, db_double_booked: list[int] | None) -> dict:
             "rate": config.rate if config.mode == "steady" else None,
             "duration": config.duration,
             "bookings_target": config.bookings,
-            "hot": len(result["hot"]) if config.mode == "rush" else None,
+            "hot": len(result.hot) if config.mode == "rush" else None,
             "group": config.group,
         },
-        "seats": len(result["seat_ids"]),
-        "versions": {"start": result["start_version"], "final": result["final_version"]},
+        "seats": len(result.seat_ids),
+        "versions": {"start": result.start_version, "final": result.final_version},
         "load_seconds": round(load_seconds, 2),
-        "settle_seconds": round(result["settle_seconds"], 2),
+        "settle_seconds": round(result.settle_seconds, 2),
         "bookings": {
             **ledger.bookings.as_dict(),
             "per_second": round(ledger.bookings.ok / load_seconds, 1),
@@ -105,8 +112,8 @@ def build(result: dict, *, db_double_booked: list[int] | None) -> dict:
         "fanout_spread": summary_ms(ledger.changes.spread()),
         "viewers": {
             "requested": len(viewers),
-            "connected_at_start": result["connected_at_start"],
-            "connected_at_end": result["connected_at_end"],
+            "connected_at_start": result.connected_at_start,
+            "connected_at_end": result.connected_at_end,
             "connections_failed": sum(1 for v in viewers if v.connects == 0),
             "connect_attempts_failed": sum(v.failed_connects for v in viewers),
             "dropped": sum(v.drops for v in viewers),
@@ -122,7 +129,7 @@ def build(result: dict, *, db_double_booked: list[int] | None) -> dict:
     return report
 
 
-def _fmt(value, unit: str = "") -> str:
+def _fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -130,7 +137,7 @@ def _fmt(value, unit: str = "") -> str:
     return f"{value:,}{unit}"
 
 
-def table(report: dict) -> str:
+def table(report: Report) -> str:
     """The human summary printed at the end of a run."""
     b, h, c, v = report["bookings"], report["holds"], report["change_to_viewer"], report["viewers"]
     spread = report["fanout_spread"]
@@ -197,15 +204,21 @@ def table(report: dict) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
-def _polyline(points: list[tuple[float, float]], *, sx, sy, colour: str) -> str:
+def _polyline(
+    points: list[tuple[float, float]],
+    *,
+    sx: Callable[[float], float],
+    sy: Callable[[float], float],
+    colour: str,
+) -> str:
     coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
     return f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{coords}"/>'
 
 
-def html_report(report: dict) -> str:
+def html_report(report: Report) -> str:
     """A self-contained page: latencies and bookings per second over the run, as SVG."""
     timeline = report["timeline"]
-    series = {
+    series: dict[str, tuple[str, LatencyColumn]] = {
         "booking p50": ("#0e7490", "booking_p50_ms"),
         "booking p99": ("#7c3aed", "booking_p99_ms"),
         "change→viewer p50": ("#b45309", "change_p50_ms"),
@@ -213,19 +226,23 @@ def html_report(report: dict) -> str:
     }
     width, height, pad = 900, 320, 50
     seconds = [row["second"] for row in timeline] or [0]
-    values = [row[key] for row in timeline for _, key in series.values() if row[key] is not None]
+    values = [
+        value for row in timeline for _, key in series.values() if (value := row[key]) is not None
+    ]
     top = (percentile(sorted(values), 1.0) or 1.0) * 1.1
 
-    def sx(x):
+    def sx(x: float) -> float:
         return pad + (x - seconds[0]) / max(1, seconds[-1] - seconds[0]) * (width - 2 * pad)
 
-    def sy(y):
+    def sy(y: float) -> float:
         return height - pad - y / top * (height - 2 * pad)
 
     lines = []
     legend = []
     for i, (name, (colour, key)) in enumerate(series.items()):
-        points = [(row["second"], row[key]) for row in timeline if row[key] is not None]
+        points = [
+            (float(row["second"]), value) for row in timeline if (value := row[key]) is not None
+        ]
         if points:
             lines.append(_polyline(points, sx=sx, sy=sy, colour=colour))
         legend.append(

@@ -6,20 +6,38 @@ JSON API the seat page's own actions reach; viewers use the page's WebSocket.
 
 import asyncio
 import sys
-import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .config import MODES, Config, LoadTestError
+from .answers import SeatMap, seat_map
+from .config import MODES, Config, CustomerLogin, LoadTestError
 from .customer import Customer, Ledger
 from .http import HttpError, Session, log_in, sign_up
 from .modes import Load, best_seats
 from .procmem import MemoryWatch, pids_listening_on
+from .shapes import StaleViewer
 from .stats import Timeline, monotonic, percentile
 from .viewer import Viewer
 
 # Viewers open their sockets this many at a time (a browser crowd arrives over seconds, and
 # a burst of thousands of handshakes overflows the listen backlog).
 CONNECT_BATCH = 100
+
+
+@dataclass
+class RunResult:
+    """The raw measurements of a finished run, for report.build()."""
+
+    run: "Run"
+    hot: list[int]
+    seat_ids: set[int]
+    start_version: int
+    final_version: int
+    truth: dict[int, str]
+    connected_at_start: int
+    connected_at_end: int
+    viewers_out_of_date: list[StaleViewer]
+    settle_seconds: float
 
 
 class Run:
@@ -83,7 +101,7 @@ class Run:
 
     # --- setup -------------------------------------------------------------------------
 
-    async def fetch_map(self, session: Session) -> tuple[int, dict[int, str], list[dict]]:
+    async def fetch_map(self, session: Session) -> SeatMap:
         path = f"/api/events/{self.config.event_id}/seats"
         try:
             response = await session.request("GET", path)
@@ -91,9 +109,10 @@ class Run:
             raise LoadTestError(f"Cannot reach {session.base_url}: {exc}") from exc
         if response.status != 200:
             raise LoadTestError(f"GET {path} answered {response.status}: {response.body[:200]!r}")
-        data = response.json()
-        seats = data.get("seats", [])
-        return int(data["version"]), {s["id"]: s["state"] for s in seats}, seats
+        answer = seat_map(response.json())
+        if answer is None:
+            raise LoadTestError(f"GET {path} did not answer a seat map: {response.body[:200]!r}")
+        return answer
 
     async def open_customers(self) -> None:
         urls = self.config.urls
@@ -101,12 +120,12 @@ class Run:
         # would open as many database connections at once.
         gate = asyncio.Semaphore(4)
 
-        async def open_one(number: int, how: str, what) -> Customer:
+        async def open_one(number: int, login: CustomerLogin) -> Customer:
             session = Session(urls[number % len(urls)])
+            how, username, password = login.how, login.username, login.password
             if how == "cookies":
-                session.cookies.update(what)
+                session.cookies.update(login.cookies)
             else:
-                username, password = what
                 async with gate:
                     try:
                         if how == "signup":
@@ -123,10 +142,7 @@ class Run:
 
         self.customers = list(
             await asyncio.gather(
-                *(
-                    open_one(n, how, what)
-                    for n, (how, what) in enumerate(self.config.customer_logins)
-                )
+                *(open_one(n, login) for n, login in enumerate(self.config.customer_logins))
             )
         )
         self.load = Load(self.config, self.customers, self.ledger)
@@ -151,7 +167,9 @@ class Run:
                 "--users-file or --login signup."
             )
 
-    async def open_viewers(self, baseline: dict[int, str], version: int) -> list[asyncio.Task]:
+    async def open_viewers(
+        self, baseline: dict[int, str], version: int
+    ) -> list[asyncio.Task[None]]:
         urls = self.config.urls
         self.viewers = [
             Viewer(
@@ -165,7 +183,7 @@ class Run:
             )
             for n in range(self.config.viewers)
         ]
-        tasks = []
+        tasks: list[asyncio.Task[None]] = []
         for start in range(0, len(self.viewers), CONNECT_BATCH):
             batch = self.viewers[start : start + CONNECT_BATCH]
             tasks.extend(
@@ -186,7 +204,7 @@ class Run:
         """Waits until every connected viewer has reached the server's version (asking
         laggards to resync, as a heartbeat would), then returns the server's final map."""
         deadline = monotonic() + self.config.settle
-        version, _, _ = await self.fetch_map(api)
+        version = (await self.fetch_map(api)).version
         while True:
             for viewer in self.viewers:
                 viewer.server_version = max(viewer.server_version, version)
@@ -194,19 +212,20 @@ class Run:
                 await asyncio.sleep(0.1)
             # Compare against a map read after the viewers caught up; if it moved on (the
             # sweeper, a straggler), wait for that version too.
-            again, truth, _ = await self.fetch_map(api)
-            if again == version or monotonic() >= deadline:
-                return again, truth
-            version = again
+            again = await self.fetch_map(api)
+            if again.version == version or monotonic() >= deadline:
+                return again.version, again.states()
+            version = again.version
 
 
-async def run_load(config: Config) -> dict:
+async def run_load(config: Config) -> RunResult:
     """Runs the load test; returns the raw measurements for report.build()."""
     if config.mode not in MODES:
         raise LoadTestError(f"Unknown mode {config.mode!r}; use one of {', '.join(MODES)}.")
     run = Run(config)
     api = Session(config.urls[0])
-    version, baseline, seats = await run.fetch_map(api)
+    start_map = await run.fetch_map(api)
+    version, baseline, seats = start_map.version, start_map.states(), start_map.seats
     if not seats:
         raise LoadTestError(f"Event {config.event_id} has no seats.")
     hot = best_seats(seats, config.hot)
@@ -248,7 +267,7 @@ async def run_load(config: Config) -> dict:
     connected_at_end = sum(1 for v in run.viewers if v.ws is not None)
     run.memory.sample()
 
-    viewers_out_of_date = []
+    viewers_out_of_date: list[StaleViewer] = []
     for viewer in run.viewers:
         stale = viewer.differences(truth)
         if stale or viewer.connects == 0 or viewer.version < final_version:
@@ -272,16 +291,15 @@ async def run_load(config: Config) -> dict:
     await asyncio.gather(*viewer_tasks, *background, return_exceptions=True)
     await asyncio.gather(*(c.session.close() for c in run.customers), api.close())
 
-    return {
-        "run": run,
-        "hot": hot,
-        "seat_ids": set(baseline),
-        "start_version": version,
-        "final_version": final_version,
-        "truth": truth,
-        "connected_at_start": connected_at_start,
-        "connected_at_end": connected_at_end,
-        "viewers_out_of_date": viewers_out_of_date,
-        "settle_seconds": settle_seconds,
-        "wall_clock": time.time(),
-    }
+    return RunResult(
+        run=run,
+        hot=hot,
+        seat_ids=set(baseline),
+        start_version=version,
+        final_version=final_version,
+        truth=truth,
+        connected_at_start=connected_at_start,
+        connected_at_end=connected_at_end,
+        viewers_out_of_date=viewers_out_of_date,
+        settle_seconds=settle_seconds,
+    )

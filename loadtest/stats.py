@@ -4,10 +4,16 @@ import math
 import time
 from array import array
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .shapes import LatencySummary, OutcomesReport
 
-def percentile(sorted_values, fraction: float) -> float | None:
+# A change is named by the seat and the state it reached.
+ChangeKey = tuple[int, str]
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
     """Nearest-rank percentile of an already sorted sequence; None when it is empty."""
     if not sorted_values:
         return None
@@ -15,11 +21,11 @@ def percentile(sorted_values, fraction: float) -> float | None:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
-def summary_ms(values) -> dict:
+def summary_ms(values: Iterable[float]) -> LatencySummary:
     """p50/p95/p99/max in milliseconds of latencies given in seconds."""
     ordered = sorted(values)
 
-    def ms(fraction):
+    def ms(fraction: float) -> float | None:
         value = percentile(ordered, fraction)
         return None if value is None else round(value * 1000, 2)
 
@@ -32,6 +38,10 @@ def summary_ms(values) -> dict:
     }
 
 
+def seconds_array() -> "array[float]":
+    return array("d")
+
+
 @dataclass
 class Outcomes:
     """What the requests of one kind (holds or bookings) got back."""
@@ -40,10 +50,10 @@ class Outcomes:
     conflict: int = 0
     busy: int = 0
     error: int = 0
-    latencies: array = field(default_factory=lambda: array("d"))
-    error_kinds: Counter = field(default_factory=Counter)
+    latencies: "array[float]" = field(default_factory=seconds_array)
+    error_kinds: Counter[str] = field(default_factory=Counter)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> OutcomesReport:
         return {
             "ok": self.ok,
             "conflict": self.conflict,
@@ -54,34 +64,39 @@ class Outcomes:
         }
 
 
+@dataclass
+class Second:
+    """One second of the load: bookings made, conflicts, errors, booking latencies."""
+
+    bookings: int = 0
+    conflicts: int = 0
+    errors: int = 0
+    booking_latency: "array[float]" = field(default_factory=seconds_array)
+
+
 class Timeline:
-    """Per-second buckets from the start of the load: bookings, conflicts, latencies."""
+    """Per-second buckets from the start of the load."""
 
     def __init__(self, start: float) -> None:
         self.start = start
-        self.buckets: dict[int, dict] = {}
+        self.buckets: dict[int, Second] = {}
 
-    def _bucket(self, at: float) -> dict:
+    def _bucket(self, at: float) -> Second:
         second = max(0, int(at - self.start))
         bucket = self.buckets.get(second)
         if bucket is None:
-            bucket = self.buckets[second] = {
-                "bookings": 0,
-                "conflicts": 0,
-                "errors": 0,
-                "booking_latency": array("d"),
-            }
+            bucket = self.buckets[second] = Second()
         return bucket
 
     def booking(self, *, at: float, status: str, latency: float) -> None:
         bucket = self._bucket(at)
         if status == "ok":
-            bucket["bookings"] += 1
-            bucket["booking_latency"].append(latency)
+            bucket.bookings += 1
+            bucket.booking_latency.append(latency)
         elif status == "conflict":
-            bucket["conflicts"] += 1
+            bucket.conflicts += 1
         elif status == "error":
-            bucket["errors"] += 1
+            bucket.errors += 1
 
     def recent_booking_latencies(self, seconds: int, now: float) -> list[float]:
         last = int(now - self.start)
@@ -89,7 +104,7 @@ class Timeline:
         for second in range(last - seconds + 1, last + 1):
             bucket = self.buckets.get(second)
             if bucket:
-                values.extend(bucket["booking_latency"])
+                values.extend(bucket.booking_latency)
         return values
 
 
@@ -102,37 +117,37 @@ class ChangeLog:
     """
 
     def __init__(self) -> None:
-        self.started: dict[tuple[int, str], float] = {}
-        self.seen: dict[tuple[int, str], array] = {}
+        self.started: dict[ChangeKey, float] = {}
+        self.seen: dict[ChangeKey, array[float]] = {}
 
-    def made(self, *, seat_ids, state: str, request_started: float) -> None:
+    def made(self, *, seat_ids: Iterable[int], state: str, request_started: float) -> None:
         for seat_id in seat_ids:
             self.started.setdefault((seat_id, state), request_started)
 
     def observe(self, seat_id: int, state: str, at: float) -> None:
         times = self.seen.get((seat_id, state))
         if times is None:
-            times = self.seen[(seat_id, state)] = array("d")
+            times = self.seen[(seat_id, state)] = seconds_array()
         times.append(at)
 
-    def latencies(self) -> tuple[array, dict[int, array]]:
-        """All change->viewer latencies, and the same grouped by the second (from the start of
-        the timeline) in which the change was requested."""
-        everything = array("d")
-        by_start: dict[float, array] = {}
+    def latencies(self) -> tuple["array[float]", dict[float, "array[float]"]]:
+        """All change->viewer latencies, and the same grouped by the moment the change was
+        requested."""
+        everything = seconds_array()
+        by_start: dict[float, array[float]] = {}
         for key, started in self.started.items():
             for at in self.seen.get(key, ()):
                 # A viewer can learn of a change from a catch-up before the response is in;
                 # never before the request started.
                 latency = max(0.0, at - started)
                 everything.append(latency)
-                by_start.setdefault(started, array("d")).append(latency)
+                by_start.setdefault(started, seconds_array()).append(latency)
         return everything, by_start
 
-    def spread(self) -> array:
+    def spread(self) -> "array[float]":
         """For every delivery, how long after the first viewer this viewer got the change:
         the fan-out's own share of the latency, without the booking transaction."""
-        spreads = array("d")
+        spreads = seconds_array()
         for key in self.started:
             times = self.seen.get(key)
             if times:

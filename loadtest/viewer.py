@@ -7,12 +7,14 @@ its version; a heartbeat ahead of the version means something was missed.
 """
 
 import asyncio
+import contextlib
 import json
 import re
 from urllib.parse import urlsplit
 
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.typing import Origin
 
 from .stats import ChangeLog, monotonic
 
@@ -49,7 +51,7 @@ class Viewer:
     ) -> None:
         self.number = number
         self.base_url = base_url
-        self.origin = f"{urlsplit(base_url).scheme}://{urlsplit(base_url).netloc}"
+        self.origin = Origin(f"{urlsplit(base_url).scheme}://{urlsplit(base_url).netloc}")
         self.event_id = event_id
         self.baseline = baseline
         self.base_version = base_version
@@ -71,8 +73,10 @@ class Viewer:
         self.failed_connects = 0
         self.drops = 0
         self.last_error = ""
-        self.ws = None
+        self.ws: ClientConnection | None = None
         self.connected = asyncio.Event()
+        # Sends in flight, referenced so that none is garbage-collected half-way.
+        self._sending: set[asyncio.Task[None]] = set()
         self.stopping = False
 
     # --- the map ----------------------------------------------------------------------
@@ -188,21 +192,19 @@ class Viewer:
         self.last_resync = now
         self.resyncs += 1
         message = json.dumps({"type": "resync", "version": self.version})
-        asyncio.get_running_loop().create_task(self._send(message))
+        task = asyncio.get_running_loop().create_task(self._send(message))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def _send(self, message: str) -> None:
         ws = self.ws
         if ws is None:
             return
-        try:
+        with contextlib.suppress(ConnectionClosed):
             await ws.send(message)
-        except ConnectionClosed:
-            pass
 
     async def close(self) -> None:
         self.stopping = True
         if self.ws is not None:
-            try:
+            with contextlib.suppress(TimeoutError, ConnectionClosed, OSError):
                 await asyncio.wait_for(self.ws.close(), 2)
-            except (TimeoutError, ConnectionClosed, OSError):
-                pass

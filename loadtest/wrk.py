@@ -13,7 +13,9 @@ import json
 import os
 
 
-def lua_script(*, event_id: int, seat_ids: list[int], sessions: list[dict], origin: str) -> str:
+def lua_script(
+    *, event_id: int, seat_ids: list[int], sessions: list[dict[str, str]], origin: str
+) -> str:
     seat_ids = sorted(seat_ids)
     if seat_ids == list(range(seat_ids[0], seat_ids[-1] + 1)):
         pick = f"math.random({seat_ids[0]}, {seat_ids[-1]})"
@@ -44,7 +46,7 @@ end
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("out")
     parser.add_argument("--origin", required=True, help="The server's origin (CSRF check).")
     parser.add_argument("--seats", type=int, default=50_000)

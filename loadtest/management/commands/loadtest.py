@@ -5,13 +5,14 @@ import asyncio
 import json
 import secrets
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from loadtest import preparation
-from loadtest.config import MODES, Config, LoadTestError
+from loadtest.config import MODES, Config, CustomerLogin, LoadTestError
 from loadtest.report import build, html_report, table
-from loadtest.runner import run_load
+from loadtest.runner import RunResult, run_load
 
 
 class Command(BaseCommand):
@@ -22,7 +23,7 @@ class Command(BaseCommand):
         "Exits non-zero when verification fails."
     )
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--url",
             action="append",
@@ -107,7 +108,8 @@ class Command(BaseCommand):
         parser.add_argument("--html-report", help="Write an HTML report (latency over time).")
         parser.add_argument("--quiet", action="store_true", help="No progress output.")
 
-    def handle(self, *args, **options) -> None:
+    # Django hands the parsed options over as Any; they are read into typed values at once.
+    def handle(self, *args: str, **options: Any) -> None:
         for name in ("viewers", "customers", "seats", "hot", "group"):
             minimum = 0 if name == "viewers" else 1
             if options[name] < minimum:
@@ -148,7 +150,7 @@ class Command(BaseCommand):
         except LoadTestError as exc:
             raise CommandError(str(exc)) from exc
 
-        if preparation.database_matches(event_id=event_id, seat_ids=result["seat_ids"]):
+        if preparation.database_matches(event_id=event_id, seat_ids=result.seat_ids):
             sold_twice = preparation.seats_sold_twice(event_id=event_id)
         else:
             sold_twice = None
@@ -161,37 +163,41 @@ class Command(BaseCommand):
         if not report["verification"]["passed"]:
             raise CommandError("Verification failed: see the table above.")
 
-    def customer_logins(self, options: dict, tag: str) -> list[tuple[str, object]]:
-        count = options["customers"]
+    def customer_logins(self, options: dict[str, Any], tag: str) -> list[CustomerLogin]:
+        count: int = options["customers"]
+        given_password: str | None = options["password"]
         if options["users_file"]:
-            logins = []
+            logins: list[CustomerLogin] = []
             for line in Path(options["users_file"]).read_text().splitlines():
                 line = line.strip()
                 if not line or line.startswith("#"):
                     continue
                 username, _, password = line.partition(":")
-                password = password or options["password"]
+                password = password or given_password or ""
                 if not password:
                     raise CommandError(
                         f"No password for {username}: add ':password' or give --password."
                     )
-                logins.append(("login", (username, password)))
+                logins.append(CustomerLogin("login", username=username, password=password))
             if not logins:
                 raise CommandError("The users file lists nobody.")
             return logins[:count]
         if options["login"] == "signup":
-            password = options["password"] or secrets.token_urlsafe(12)
-            return [("signup", (f"lt-{tag}-{n}", password)) for n in range(1, count + 1)]
+            password = given_password or secrets.token_urlsafe(12)
+            return [
+                CustomerLogin("signup", username=f"lt-{tag}-{n}", password=password)
+                for n in range(1, count + 1)
+            ]
         if options["login"] == "form":
-            password = options["password"] or secrets.token_urlsafe(12)
+            password = given_password or secrets.token_urlsafe(12)
             users = preparation.create_customers(count=count, tag=tag, password=password)
-            return [("login", user) for user in users]
+            return [CustomerLogin("login", username=u, password=p) for u, p in users]
         users = preparation.create_customers(count=count, tag=tag, password=None)
         cookies = preparation.session_cookies([username for username, _ in users])
-        return [("cookies", c) for c in cookies]
+        return [CustomerLogin("cookies", cookies=c) for c in cookies]
 
 
-def _run(config: Config) -> dict:
+def _run(config: Config) -> RunResult:
     """Runs the load on uvloop when it is installed (it comes with uvicorn[standard]): a
     third less CPU per frame, which is what limits how many viewers one process can drive."""
     try:

@@ -1,0 +1,138 @@
+"""The shapes of the JSON report (what `--report` writes and the HTML page shows).
+
+Plain data only: ints, floats, strings, lists and dicts, so `json.dumps` takes it as is.
+"""
+
+from typing import TypedDict
+
+
+class LatencySummary(TypedDict):
+    count: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+
+class OutcomesReport(TypedDict):
+    """Holds or bookings: how the requests were answered."""
+
+    ok: int
+    conflict: int
+    busy: int
+    error: int
+    errors_by_kind: dict[str, int]
+    latency: LatencySummary
+
+
+class Spread(TypedDict):
+    mean: float | None
+    min: int | None
+    max: int | None
+
+
+class ConfigReport(TypedDict):
+    urls: list[str]
+    event: int
+    mode: str
+    viewers: int
+    customers: int
+    rate: float | None
+    duration: float
+    bookings_target: int | None
+    hot: int | None
+    group: int
+
+
+class Versions(TypedDict):
+    start: int
+    final: int
+
+
+class BookingsReport(OutcomesReport):
+    per_second: float
+    seats_booked: int
+
+
+class ChangesReport(TypedDict):
+    made: int
+    per_second: float
+    missed_ticks: int | None
+
+
+class ChangeToViewer(LatencySummary):
+    expected_deliveries: int
+    delivered: int
+
+
+class ViewersReport(TypedDict):
+    requested: int
+    connected_at_start: int
+    connected_at_end: int
+    connections_failed: int
+    connect_attempts_failed: int
+    dropped: int
+    resyncs_requested: int
+    frames: Spread
+    bytes: Spread
+
+
+class ServerMemory(TypedDict):
+    pids: list[int]
+    rss_mb_start: float | None
+    rss_mb_peak: float | None
+    rss_mb_end: float | None
+
+
+class TimelineRow(TypedDict):
+    """One second of the load, by the second a request started."""
+
+    second: int
+    bookings: int
+    conflicts: int
+    errors: int
+    booking_p50_ms: float | None
+    booking_p99_ms: float | None
+    change_p50_ms: float | None
+    change_p99_ms: float | None
+
+
+class StaleViewer(TypedDict):
+    """A viewer whose map did not end equal to the server's."""
+
+    viewer: int
+    url: str
+    version: int
+    stale_seats: list[int]
+    stale_count: int
+    ever_connected: bool
+    last_error: str
+
+
+class Verification(TypedDict):
+    double_booked_seats: list[int]
+    double_booked_in_answers: list[int]
+    database_checked: bool
+    viewers_out_of_date: int
+    out_of_date_examples: list[StaleViewer]
+    booked_but_not_sold: list[int]
+    server_errors: int
+    passed: bool
+
+
+class Report(TypedDict):
+    config: ConfigReport
+    seats: int
+    versions: Versions
+    load_seconds: float
+    settle_seconds: float
+    bookings: BookingsReport
+    holds: OutcomesReport
+    changes: ChangesReport
+    change_to_viewer: ChangeToViewer
+    fanout_spread: LatencySummary
+    viewers: ViewersReport
+    server_memory: ServerMemory | None
+    timeline: list[TimelineRow]
+    notes: list[str]
+    verification: Verification
