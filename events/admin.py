@@ -19,7 +19,7 @@ from django.utils.html import format_html
 
 from seats import services
 from seats.errors import BookingError
-from seats.models import Seat, SeatState
+from seats.models import Seat, SeatState, active_hold, free_seat
 
 from .models import Event, Venue
 
@@ -32,14 +32,10 @@ def annotate_occupancy(queryset: QuerySet[Event], *, now: datetime) -> QuerySet[
     Counts what viewers see: a seat under an expired hold the sweeper has not released yet
     is available, not held.
     """
-    held = Q(seats__state=SeatState.HELD)
-    live_hold = Q(seats__hold__ended_at__isnull=True, seats__hold__expires_at__gt=now)
-    expired_hold = Q(seats__hold__ended_at__isnull=False) | Q(seats__hold__expires_at__lte=now)
+    held = Q(seats__state=SeatState.HELD) & active_hold(prefix="seats__hold__", now=now)
     return queryset.annotate(
-        n_available=Count(
-            "seats", filter=Q(seats__state=SeatState.AVAILABLE) | (held & expired_hold)
-        ),
-        n_held=Count("seats", filter=held & live_hold),
+        n_available=Count("seats", filter=free_seat(prefix="seats__", now=now)),
+        n_held=Count("seats", filter=held),
         n_sold=Count("seats", filter=Q(seats__state=SeatState.SOLD)),
         n_blocked=Count("seats", filter=Q(seats__state=SeatState.BLOCKED)),
     )

@@ -1,5 +1,7 @@
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
+from django.contrib.auth.models import AnonymousUser
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
@@ -15,6 +17,18 @@ class Venue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}, {self.city}" if self.city else self.name
+
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+
+class EventQuerySet(models.QuerySet["Event"]):
+    def visible_to(self, user: "User | AnonymousUser") -> "EventQuerySet":
+        """The events this visitor may see: drafts are for staff only."""
+        if user.is_staff:
+            return self
+        return self.exclude(sale_state=Event.SaleState.DRAFT)
 
 
 class Event(models.Model):
@@ -48,6 +62,8 @@ class Event(models.Model):
     seats_held = models.IntegerField(default=0, editable=False)
     seats_sold = models.IntegerField(default=0, editable=False)
     seats_blocked = models.IntegerField(default=0, editable=False)
+
+    objects = EventQuerySet.as_manager()
 
     class Meta:
         ordering = ["starts_at", "id"]

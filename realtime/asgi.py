@@ -10,9 +10,10 @@ from django.conf import settings
 from django.http.cookie import parse_cookie
 from django.utils.module_loading import import_string
 
+from seats.sweeper import sweep_forever
+
 from .feed import registry
 from .routing import websocket_urlpatterns
-from .sweeper import sweep_forever
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """What a viewer missed: the changed seats since its version, or a whole fresh map."""
 
 import time
+from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
@@ -11,7 +12,7 @@ from seats.fragments import counts_html, sale_banner_html, seat_html, seat_map_h
 from seats.models import SeatChange
 from seats.selectors import public_seats
 
-from .frames import version_marker
+from .frames import FrameKind, version_marker
 
 # The last whole-map frame rendered in this process, per event: (version, monotonic time,
 # frame). Many sockets asking for the same map at the same version share one render. Kept a
@@ -20,7 +21,7 @@ _whole_maps: dict[int, tuple[int, float, str]] = {}
 WHOLE_MAP_REUSE_SECONDS = 1.0
 
 
-def _whole_map_frame(event: Event, *, now) -> str:
+def _whole_map_frame(event: Event, *, now: datetime) -> str:
     cached = _whole_maps.get(event.pk)
     if (
         cached
@@ -30,7 +31,7 @@ def _whole_map_frame(event: Event, *, now) -> str:
         return cached[2]
     seats = public_seats(event_id=event.pk, now=now)
     frame = (
-        version_marker(kind="reset", version=event.version)
+        version_marker(kind=FrameKind.RESET, version=event.version)
         + sale_banner_html(event.sale_state, oob=True)
         + seat_map_html(seats, oob=True)
         + counts_html(event_counts(event), oob=True)
@@ -63,5 +64,5 @@ def catch_up_frame(*, event_id: int, since: int | None) -> tuple[int, str | None
         .distinct()
     )
     seats = public_seats(event_id=event_id, now=now, seat_ids=changed)
-    marker = version_marker(kind="sync", version=version)
+    marker = version_marker(kind=FrameKind.SYNC, version=version)
     return version, marker + banner + "".join(seat_html(s, oob=True) for s in seats) + counts

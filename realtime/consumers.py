@@ -1,18 +1,23 @@
 """The seat-map WebSocket: /ws/events/<event_id>/?v=<version the page was rendered at>."""
 
 import asyncio
+import enum
 import json
 import logging
+from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 
 from events.models import Event
+from seats.parsing import parse_id
 
 from .catchup import catch_up_frame
 from .db import in_worker_thread
-from .feed import registry
+from .feed import EventFeed, registry
+from .frames import FrameKind
 
 logger = logging.getLogger(__name__)
 
@@ -20,26 +25,23 @@ logger = logging.getLogger(__name__)
 TRY_AGAIN_LATER = 1013
 MAX_CLIENT_MESSAGE = 1024
 RESYNC_INTERVAL = 1.0  # seconds
-NOTHING = object()  # no resync requested
 
 
-def _visible_event_id(event_id: int, user) -> int | None:
-    event = Event.objects.filter(pk=event_id).values("pk", "sale_state").first()
-    if event is None:
-        return None
-    if event["sale_state"] == Event.SaleState.DRAFT and not getattr(user, "is_staff", False):
-        return None
-    return event["pk"]
+class Resync(enum.Enum):
+    NONE_ASKED = enum.auto()
 
 
-def _parse_version(raw) -> int | None:
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        return raw if raw >= 0 else None
-    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) < 19:
-        return int(raw)
-    return None
+# What a viewer asked to be brought up from: a version, None (from nothing: the whole map),
+# or no request pending.
+ResyncFrom = int | None | Resync
+
+
+def _is_visible(event_id: int, user: User | AnonymousUser | None) -> bool:
+    return Event.objects.visible_to(user or AnonymousUser()).filter(pk=event_id).exists()
+
+
+def _parse_version(raw: object) -> int | None:
+    return parse_id(raw, minimum=0)
 
 
 class SeatMapConsumer(AsyncWebsocketConsumer):
@@ -51,21 +53,22 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "__no_layer_per_socket__"
 
     async def connect(self) -> None:
-        self.feed = None
-        self.writer = None
+        self.feed: EventFeed | None = None
+        self.writer: asyncio.Task[None] | None = None
+        self.closer: asyncio.Task[None] | None = None
         self.outbox: asyncio.Queue[str] = asyncio.Queue()
         self.outbox_bytes = 0
         self.held_back: list[tuple[int, str]] | None = None
         self.closing = False
-        self.resync_from: object = NOTHING
-        self.resyncs: asyncio.Task | None = None
+        self.resync_from: ResyncFrom = Resync.NONE_ASKED
+        self.resyncs: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         self.last_resync = loop.time()
         event_id = int(self.scope["url_route"]["kwargs"]["event_id"])
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         since = _parse_version((query.get("v") or [""])[0])
-        visible = await in_worker_thread(_visible_event_id)(event_id, self.scope.get("user"))
-        if visible is None:
+        visible = await in_worker_thread(_is_visible)(event_id, self.scope.get("user"))
+        if not visible:
             await self.close()  # refuses the handshake (HTTP 403)
             return
         self.event_id = event_id
@@ -77,7 +80,7 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
         await self._catch_up(since)
         self.last_resync = loop.time()
 
-    async def disconnect(self, code) -> None:
+    async def disconnect(self, code: int) -> None:
         self._leave_feed()
         for task in (self.writer, self.resyncs):
             if task is not None:
@@ -89,12 +92,13 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
             registry().unsubscribe(self.event_id, self)
             self.feed = None
 
-    async def receive(self, text_data=None, bytes_data=None) -> None:
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not text_data or len(text_data) > MAX_CLIENT_MESSAGE or self.closing:
             return
         try:
-            message = json.loads(text_data)
-        except ValueError:
+            message: Any = json.loads(text_data)
+        except (ValueError, RecursionError):
+            # RecursionError: deeply nested JSON ("[[[[…"), which the parser cannot finish.
             return
         if not isinstance(message, dict) or message.get("type") != "resync":
             return
@@ -102,7 +106,7 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
         # disconnect behind them). Requests coalesce into one catch-up from the oldest
         # version asked for, at most one a second, measured from the end of the last.
         version = _parse_version(message.get("version"))
-        if self.resync_from is NOTHING:
+        if self.resync_from is Resync.NONE_ASKED:
             self.resync_from = version
         elif self.resync_from is not None:
             self.resync_from = None if version is None else min(self.resync_from, version)
@@ -111,17 +115,18 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
 
     async def _run_resyncs(self) -> None:
         loop = asyncio.get_running_loop()
-        while self.resync_from is not NOTHING and not self.closing:
+        while self.resync_from is not Resync.NONE_ASKED and not self.closing:
             await asyncio.sleep(max(0.0, self.last_resync + RESYNC_INTERVAL - loop.time()))
-            since, self.resync_from = self.resync_from, NOTHING
+            since, self.resync_from = self.resync_from, Resync.NONE_ASKED
+            assert since is not Resync.NONE_ASKED
             await self._catch_up(since)
             self.last_resync = loop.time()
 
-    def deliver(self, *, kind: str, version: int, frame: str) -> None:
+    def deliver(self, *, kind: FrameKind, version: int, frame: str) -> None:
         """Called by the feed for every frame; never blocks."""
         if self.closing:
             return
-        if self.held_back is not None and kind == "delta":
+        if self.held_back is not None and kind == FrameKind.DELTA:
             self.held_back.append((version, frame))
             return
         self._enqueue(frame)

@@ -8,7 +8,8 @@ rendered once by the publisher, is handed to every local socket as the same stri
 import asyncio
 import logging
 import weakref
-from typing import Protocol
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -16,7 +17,7 @@ from django.conf import settings
 from events.models import Event
 
 from .db import in_worker_thread
-from .frames import version_marker
+from .frames import FrameKind, version_marker
 from .publish import event_group
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ REORDER_WAIT = 0.25
 
 
 class Subscriber(Protocol):
-    def deliver(self, *, kind: str, version: int, frame: str) -> None: ...
+    def deliver(self, *, kind: FrameKind, version: int, frame: str) -> None: ...
 
 
 def _current_version(event_id: int) -> int | None:
@@ -97,7 +98,7 @@ class EventFeed:
     def _relay(self, version: int, frame: str) -> None:
         self.last_version = version
         for subscriber in tuple(self.subscribers):
-            subscriber.deliver(kind="delta", version=version, frame=frame)
+            subscriber.deliver(kind=FrameKind.DELTA, version=version, frame=frame)
 
     def _relay_in_order(self) -> None:
         while self.last_version + 1 in self._ahead:
@@ -123,9 +124,9 @@ class EventFeed:
                 continue
             if version is None:
                 continue
-            frame = version_marker(kind="heartbeat", version=version)
+            frame = version_marker(kind=FrameKind.HEARTBEAT, version=version)
             for subscriber in tuple(self.subscribers):
-                subscriber.deliver(kind="heartbeat", version=version, frame=frame)
+                subscriber.deliver(kind=FrameKind.HEARTBEAT, version=version, frame=frame)
 
 
 class FeedRegistry:
@@ -135,6 +136,13 @@ class FeedRegistry:
         self.feeds: dict[int, EventFeed] = {}
         # Catch-ups render seats in worker threads; a handful at once is plenty.
         self.catch_up_slots = asyncio.Semaphore(2)
+        # Starts and stops in flight: referenced until done, so none is collected mid-way.
+        self._background: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def subscribe(self, event_id: int, subscriber: Subscriber) -> EventFeed:
         """Adds the subscriber and returns once the process is subscribed to the event's
@@ -142,7 +150,7 @@ class FeedRegistry:
         feed = self.feeds.get(event_id)
         if feed is None:
             feed = self.feeds[event_id] = EventFeed(event_id)
-            asyncio.create_task(self._start(feed))
+            self._spawn(self._start(feed))
         if feed.stop_handle:
             feed.stop_handle.cancel()
             feed.stop_handle = None
@@ -172,7 +180,7 @@ class FeedRegistry:
             # Linger a little: a reloading page resubscribes at once.
             loop = asyncio.get_running_loop()
             feed.stop_handle = loop.call_later(
-                settings.REALTIME_FEED_LINGER, lambda: asyncio.create_task(self._stop(feed))
+                settings.REALTIME_FEED_LINGER, lambda: self._spawn(self._stop(feed))
             )
 
     async def _stop(self, feed: EventFeed) -> None:

@@ -1,12 +1,15 @@
-"""Hands committed seat changes to the event's Channels group (called from on_commit)."""
+"""Hands committed seat changes to the event's Channels group (seats_changed receiver)."""
 
 import asyncio
 import logging
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from .frames import delta_frame
+from seats.payloads import SeatDelta
+
+from .frames import DeltaMessage, delta_frame
 
 logger = logging.getLogger(__name__)
 
@@ -20,18 +23,18 @@ def event_group(event_id: int) -> str:
 PUBLISH_TIMEOUT = 2.0
 
 
-async def _publish(group: str, message: dict) -> None:
+async def _publish(group: str, message: DeltaMessage) -> None:
     await asyncio.wait_for(get_channel_layer().group_send(group, message), PUBLISH_TIMEOUT)
 
 
-def announce_delta(delta: dict) -> None:
+def announce_delta(delta: SeatDelta) -> None:
     """Renders the delta's frame once and publishes it to every process's viewers.
 
     Runs after commit, so it must not fail the request: a lost announcement is logged and
     viewers recover it through the version check in the heartbeat.
     """
     try:
-        message = {
+        message: DeltaMessage = {
             "type": "seat.delta",
             "event": delta["event"],
             "version": delta["version"],
@@ -42,3 +45,7 @@ def announce_delta(delta: dict) -> None:
         logger.exception(
             "Could not announce version %s of event %s", delta.get("version"), delta.get("event")
         )
+
+
+def on_seats_changed(sender: object, *, delta: SeatDelta, **kwargs: Any) -> None:
+    announce_delta(delta)

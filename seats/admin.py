@@ -26,7 +26,7 @@ def _seat_labels(seat_ids) -> str:
     seats = Seat.objects.filter(pk__in=list(seat_ids)[: MAX_LABELS_IN_MESSAGE + 1])
     labels = [s.label for s in seats.order_by("pk")]
     if len(labels) > MAX_LABELS_IN_MESSAGE:
-        labels = labels[:MAX_LABELS_IN_MESSAGE] + ["…"]
+        labels = [*labels[:MAX_LABELS_IN_MESSAGE], "…"]
     return ", ".join(labels)
 
 

@@ -7,8 +7,11 @@ a JSON answer (see `api_view`). Every error, including 401/405/CSRF, is JSON.
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
+from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
@@ -19,6 +22,10 @@ from events.models import Event
 
 from . import selectors, services
 from .errors import BookingError, Busy, InvalidRequest, NotFound
+from .models import seat_code
+from .parsing import clean_seat_ids, parse_id
+
+View = Callable[..., HttpResponse]
 
 
 class NotAuthenticated(BookingError):
@@ -45,13 +52,13 @@ def error_response(exc: BookingError) -> JsonResponse:
     return response
 
 
-def api_view(*methods: str, login_required: bool = True) -> Callable:
+def api_view(*methods: str, login_required: bool = True) -> Callable[[View], View]:
     """Wraps a view: answers 405 for other methods and 401 for anonymous users (unless
     `login_required` is False), and turns any BookingError the view raises into JSON."""
 
-    def decorate(view: Callable) -> Callable:
+    def decorate(view: View) -> View:
         @wraps(view)
-        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             try:
                 if request.method not in methods:
                     raise MethodNotAllowed(f"Use {' or '.join(methods)} here.")
@@ -69,7 +76,7 @@ def api_view(*methods: str, login_required: bool = True) -> Callable:
     return decorate
 
 
-def _json_body(request: HttpRequest, *, optional: bool = False) -> dict:
+def _json_body(request: HttpRequest, *, optional: bool = False) -> dict[str, Any]:
     """The request body as a JSON object. An empty body is {} when `optional`."""
     try:
         raw = request.body
@@ -90,13 +97,23 @@ def _json_body(request: HttpRequest, *, optional: bool = False) -> dict:
 def _visible_event(request: HttpRequest, event_id: int) -> Event:
     """The event, unless it does not exist or is a draft the user may not see (404 alike,
     so a draft's existence does not leak)."""
-    event = Event.objects.filter(pk=event_id).first()
-    if event is None or (event.sale_state == Event.SaleState.DRAFT and not request.user.is_staff):
+    event = Event.objects.visible_to(request.user).filter(pk=event_id).first()
+    if event is None:
         raise NotFound("No such event.")
     return event
 
 
-def _iso(value) -> str | None:
+def _customer(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)  # api_view let only signed-in users through
+    return request.user
+
+
+def _seats_field(body: dict[str, Any]) -> list[int] | None:
+    seats = body.get("seats")
+    return None if seats is None else clean_seat_ids(seats)
+
+
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
@@ -109,7 +126,7 @@ def seat_map(request: HttpRequest, event_id: int) -> JsonResponse:
     seats = [
         {
             "id": seat["id"],
-            "label": f"{seat['section']}-{seat['row']}-{seat['number']}",
+            "label": seat_code(seat["section"], seat["row"], seat["number"]),
             "section": seat["section"],
             "row": seat["row"],
             "number": seat["number"],
@@ -125,7 +142,9 @@ def seat_map(request: HttpRequest, event_id: int) -> JsonResponse:
 def create_hold(request: HttpRequest, event_id: int) -> JsonResponse:
     body = _json_body(request)
     event = _visible_event(request, event_id)
-    hold = services.hold_seats(customer=request.user, event_id=event.pk, seat_ids=body.get("seats"))
+    hold = services.hold_seats(
+        customer=_customer(request), event_id=event.pk, seat_ids=clean_seat_ids(body.get("seats"))
+    )
     return JsonResponse(
         {
             "hold": hold.pk,
@@ -140,11 +159,16 @@ def create_hold(request: HttpRequest, event_id: int) -> JsonResponse:
 def create_booking(request: HttpRequest, event_id: int) -> JsonResponse:
     body = _json_body(request)
     event = _visible_event(request, event_id)
+    hold_id = None
+    if body.get("hold") is not None:
+        hold_id = parse_id(body["hold"])
+        if hold_id is None or isinstance(body["hold"], str):
+            raise InvalidRequest('"hold" must be a hold id.')
     booking = services.book_seats(
-        customer=request.user,
+        customer=_customer(request),
         event_id=event.pk,
-        seat_ids=body.get("seats"),
-        hold_id=body.get("hold"),
+        seat_ids=_seats_field(body),
+        hold_id=hold_id,
     )
     return JsonResponse(
         {
@@ -159,7 +183,9 @@ def create_booking(request: HttpRequest, event_id: int) -> JsonResponse:
 @api_view("DELETE")
 def release_hold(request: HttpRequest, hold_id: int) -> JsonResponse:
     body = _json_body(request, optional=True)
-    hold = services.release_hold(hold_id=hold_id, actor=request.user, seat_ids=body.get("seats"))
+    hold = services.release_hold(
+        hold_id=hold_id, actor=_customer(request), seat_ids=_seats_field(body)
+    )
     return JsonResponse(
         {
             "hold": hold.pk,
@@ -171,11 +197,11 @@ def release_hold(request: HttpRequest, hold_id: int) -> JsonResponse:
 
 @api_view("DELETE")
 def cancel_booking(request: HttpRequest, booking_id: int) -> JsonResponse:
-    booking = services.cancel_booking(booking_id=booking_id, actor=request.user)
+    booking = services.cancel_booking(booking_id=booking_id, actor=_customer(request))
     return JsonResponse({"booking": booking.pk, "cancelled_at": _iso(booking.cancelled_at)})
 
 
-def not_found(request: HttpRequest, *args, **kwargs) -> JsonResponse:
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Any other /api/ address (including non-numeric ids)."""
     return error_response(NotFound("No such API endpoint."))
 

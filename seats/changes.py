@@ -12,6 +12,8 @@ from events.models import Event
 
 from .errors import NotFound, SaleNotOpen
 from .models import Hold, Seat, SeatChange, SeatState
+from .payloads import PublicSeat, SeatCounts, SeatDelta, public_seat
+from .signals import seats_changed
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ _COUNTERS = {state: f"seats_{state}" for state in SeatState.values}
 
 def bump_event_version(
     *, event_id: int, require_on_sale: bool, count_deltas: dict[str, int] | None = None
-) -> tuple[int, dict[str, int]]:
+) -> tuple[int, SeatCounts]:
     """Increments the event's version, applies `count_deltas` to its per-state seat counters,
     and returns (version, counts), holding the event row lock until commit.
 
@@ -39,7 +41,8 @@ def bump_event_version(
     deltas = count_deltas or {}
     assignments = ", ".join(f"{column} = {column} + %s" for column in _COUNTERS.values())
     sql = f"UPDATE {Event._meta.db_table} SET version = version + 1, {assignments} WHERE id = %s"
-    params: list = [deltas.get(state, 0) for state in _COUNTERS] + [event_id]
+    params: list[object] = [deltas.get(state, 0) for state in _COUNTERS]
+    params.append(event_id)
     if require_on_sale:
         sql += " AND sale_state = %s"
         params.append(Event.SaleState.ON_SALE)
@@ -51,17 +54,18 @@ def bump_event_version(
         if Event.objects.filter(pk=event_id).exists():
             raise SaleNotOpen("Sales for this event are not open.")
         raise NotFound("No such event.")
-    return row[0], dict(zip(_COUNTERS, row[1:], strict=True))
+    return int(row[0]), {state: int(n) for state, n in zip(_COUNTERS, row[1:], strict=True)}
 
 
-def event_counts(event: Event) -> dict[str, int]:
-    return {state: getattr(event, column) for state, column in _COUNTERS.items()}
+def event_counts(event: Event) -> SeatCounts:
+    counts: SeatCounts = {state: getattr(event, column) for state, column in _COUNTERS.items()}
+    return counts
 
 
 def recount_seats(event_id: int) -> None:
     """Sets the event's seat counters from its seats. For changes made outside
     commit_transitions: generating a draft's seat map, deleting a draft's seats."""
-    counts = {state: 0 for state in SeatState.values}
+    counts = dict.fromkeys(SeatState.values, 0)
     rows = Seat.objects.filter(event_id=event_id).values_list("state").annotate(n=Count("id"))
     counts.update(dict(rows))
     Event.objects.filter(pk=event_id).update(
@@ -69,24 +73,7 @@ def recount_seats(event_id: int) -> None:
     )
 
 
-def public_seat(
-    *, id: int, section: str, row_label: str, number: int, x: int, y: int, price, state: str
-) -> dict:
-    """What anyone may know about a seat (the fragments render this): never who holds or
-    bought it."""
-    return {
-        "id": id,
-        "section": section,
-        "row": row_label,
-        "number": number,
-        "x": x,
-        "y": y,
-        "price": str(price),
-        "state": state,
-    }
-
-
-def _public(seat: Seat) -> dict:
+def _public(seat: Seat) -> PublicSeat:
     return public_seat(
         id=seat.pk,
         section=seat.section,
@@ -176,7 +163,6 @@ def commit_sale_state(*, event_id: int, sale_state: str) -> int:
     return version
 
 
-def _announce_on_commit(delta: dict) -> None:
-    from realtime.publish import announce_delta
-
-    transaction.on_commit(partial(announce_delta, delta), robust=True)
+def _announce_on_commit(delta: SeatDelta) -> None:
+    # robust: a failing receiver is logged and never fails the request that committed.
+    transaction.on_commit(partial(seats_changed.send, sender=SeatDelta, delta=delta), robust=True)

@@ -4,26 +4,27 @@ Rendered in Python rather than a template include because a 5,000-seat map rende
 5,000 times per page.
 """
 
+from collections.abc import Iterable
 from decimal import Decimal
+from typing import TypedDict
 
 from django.conf import settings
 from django.utils.html import escape
 
-from .models import SeatState
+from .models import SeatState, seat_place
+from .payloads import PublicSeat, SeatCounts
 
 _ACTIONABLE = {SeatState.AVAILABLE, SeatState.HELD}
 
 
-def seat_name(seat: dict) -> str:
+def seat_name(seat: PublicSeat) -> str:
     price = Decimal(seat["price"])
-    return (
-        f"Section {seat['section']}, row {seat['row']}, seat {seat['number']}, "
-        f"{settings.BOOKING_CURRENCY_SYMBOL}{price:.2f}, {seat['state']}"
-    )
+    place = seat_place(seat["section"], seat["row"], seat["number"])
+    return f"{place}, {settings.BOOKING_CURRENCY_SYMBOL}{price:.2f}, {seat['state']}"
 
 
-def seat_html(seat: dict, *, oob: bool = False) -> str:
-    """One seat as a button of the seat-map form. `seat` is a seats.changes.public_seat() dict."""
+def seat_html(seat: PublicSeat, *, oob: bool = False) -> str:
+    """One seat as a button of the seat-map form."""
     state = seat["state"]
     disabled = "" if state in _ACTIONABLE else ' aria-disabled="true"'
     swap = ' hx-swap-oob="true"' if oob else ""
@@ -36,7 +37,7 @@ def seat_html(seat: dict, *, oob: bool = False) -> str:
     )
 
 
-def counts_html(counts: dict, *, oob: bool = False) -> str:
+def counts_html(counts: SeatCounts, *, oob: bool = False) -> str:
     items = "".join(
         f'<li data-state="{state}"><span class="count-n" id="count-{state}">'
         f"{int(counts.get(state, 0))}</span> {state}</li>"
@@ -46,13 +47,13 @@ def counts_html(counts: dict, *, oob: bool = False) -> str:
     return f'<ul id="seat-counts" class="counts" aria-live="off"{swap}>{items}</ul>'
 
 
-def seat_map_html(seats: list[dict], *, oob: bool = False) -> str:
+def seat_map_html(seats: list[PublicSeat], *, oob: bool = False) -> str:
     """The whole map: one labelled group per section (in order of first appearance), each a
     grid of seat_html() buttons placed by their x/y, with row labels beside it.
 
     Identical for every viewer, so the realtime layer can push it to resync a page.
     """
-    sections: dict[str, list[dict]] = {}
+    sections: dict[str, list[PublicSeat]] = {}
     for seat in seats:
         sections.setdefault(seat["section"], []).append(seat)
     parts = []
@@ -82,7 +83,7 @@ def seat_map_html(seats: list[dict], *, oob: bool = False) -> str:
     return f'<div id="seat-map" class="seat-map"{swap}>{"".join(parts)}</div>'
 
 
-def my_seats_style(seat_ids, *, oob: bool = False) -> str:
+def my_seats_style(seat_ids: Iterable[int], *, oob: bool = False) -> str:
     """The per-customer rule that shows the customer's own held seats as theirs.
 
     Keyed on the seat ids and data-state="held", so a broadcast that re-renders one of those
@@ -103,7 +104,15 @@ _MINE_RULE = (
 TIER_COLOURS = ("#0e7490", "#7c3aed", "#c2410c", "#be185d", "#4338ca", "#a16207")
 
 
-def price_tiers(seats: list[dict]) -> list[dict]:
+class PriceTier(TypedDict):
+    price: Decimal
+    key: str
+    label: str
+    colour: str
+    seats: int
+
+
+def price_tiers(seats: list[PublicSeat]) -> list[PriceTier]:
     """The distinct prices, cheapest first, each with its colour and the count of seats."""
     counts: dict[Decimal, int] = {}
     for seat in seats:
@@ -121,7 +130,7 @@ def price_tiers(seats: list[dict]) -> list[dict]:
     ]
 
 
-def tier_style(tiers: list[dict]) -> str:
+def tier_style(tiers: list[PriceTier]) -> str:
     """CSS giving each price tier's seats their colour via data-price (same fragments for all)."""
     rules = "".join(
         f'.seat[data-price="{escape(t["key"])}"]{{--tier:{t["colour"]}}}' for t in tiers

@@ -14,8 +14,9 @@ from django.db import OperationalError, connection, transaction
 from .errors import Busy
 from .models import Hold, Seat
 
-# lock_not_available (lock_timeout), deadlock_detected, serialization_failure
-_RETRYABLE_SQLSTATES = {"55P03", "40P01", "40001"}
+# lock_not_available (lock_timeout), deadlock_detected, serialization_failure,
+# query_canceled (statement_timeout)
+_RETRYABLE_SQLSTATES = {"55P03", "40P01", "40001", "57014"}
 
 
 def _is_lock_failure(exc: OperationalError) -> bool:

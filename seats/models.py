@@ -4,6 +4,7 @@ Seat.state is what every viewer sees; it is written only by seats.services, unde
 The database itself refuses the states that would mean a double sale (see the constraints).
 """
 
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -18,6 +19,47 @@ class SeatState(models.TextChoices):
     HELD = "held", "held"
     SOLD = "sold", "sold"
     BLOCKED = "blocked", "blocked"
+
+
+def seat_code(section: str, row: str, number: int) -> str:
+    """The short label staff and the API use: "Stalls-A-8"."""
+    return f"{section}-{row}-{number}"
+
+
+def seat_place(section: str, row: str, number: int) -> str:
+    """Where the seat is, in words: "Section Stalls, row A, seat 8"."""
+    return f"Section {section}, row {row}, seat {number}"
+
+
+def active_hold(*, prefix: str = "", now: datetime) -> Q:
+    """Holds that still hold their seats: not ended, not past their expiry."""
+    return Q(**{f"{prefix}ended_at__isnull": True, f"{prefix}expires_at__gt": now})
+
+
+def lapsed_hold(*, prefix: str = "", now: datetime) -> Q:
+    """Holds that are no longer holds: ended, or past their expiry (the one rule for "an
+    expired hold counts as free", whether or not the sweeper has ended it yet)."""
+    return Q(**{f"{prefix}ended_at__isnull": False}) | Q(**{f"{prefix}expires_at__lte": now})
+
+
+def free_seat(*, prefix: str = "", now: datetime) -> Q:
+    """Seats a customer could take now: available, or held under a lapsed hold.
+    `prefix` reaches seats from another model ("seats__" from Event)."""
+    held = Q(**{f"{prefix}state": SeatState.HELD})
+    return Q(**{f"{prefix}state": SeatState.AVAILABLE}) | (
+        held & lapsed_hold(prefix=f"{prefix}hold__", now=now)
+    )
+
+
+def visible_state(
+    state: str, *, hold_expires_at: datetime | None, hold_ended_at: datetime | None, now: datetime
+) -> str:
+    """The state viewers see for a stored seat state: a seat under a lapsed hold is free."""
+    if state == SeatState.HELD and (
+        hold_ended_at is not None or hold_expires_at is None or hold_expires_at <= now
+    ):
+        return SeatState.AVAILABLE
+    return state
 
 
 class Seat(models.Model):
@@ -60,7 +102,29 @@ class Seat(models.Model):
 
     @property
     def label(self) -> str:
-        return f"{self.section}-{self.row_label}-{self.number}"
+        return seat_code(self.section, self.row_label, self.number)
+
+    @property
+    def place(self) -> str:
+        return seat_place(self.section, self.row_label, self.number)
+
+
+class HoldQuerySet(models.QuerySet["Hold"]):
+    def active(self, now: datetime) -> "HoldQuerySet":
+        """Holds that still hold their seats: not ended and not past their expiry."""
+        return self.filter(active_hold(now=now))
+
+    def lapsed(self, now: datetime) -> "HoldQuerySet":
+        return self.filter(lapsed_hold(now=now))
+
+    def open_for(self, *, customer_id: int, event_id: int, now: datetime) -> "Hold | None":
+        """The customer's active hold (basket) for the event, if any."""
+        return (
+            self.active(now)
+            .filter(customer_id=customer_id, event_id=event_id)
+            .order_by("-expires_at")
+            .first()
+        )
 
 
 class Hold(models.Model):
@@ -83,6 +147,8 @@ class Hold(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=10, choices=EndReason.choices, blank=True)
 
+    objects = HoldQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
@@ -93,7 +159,7 @@ class Hold(models.Model):
     def __str__(self) -> str:
         return f"Hold {self.pk} by {self.customer} for {self.event}"
 
-    def is_active(self, now) -> bool:
+    def is_active(self, now: datetime) -> bool:
         return self.ended_at is None and self.expires_at > now
 
 

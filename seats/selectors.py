@@ -1,12 +1,18 @@
 """Reads that need care: effective seat states and a consistent version."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser, User
 
 from events.models import Event
 
-from .changes import event_counts, public_seat
-from .models import Hold, Seat, SeatState
+from .changes import event_counts
+from .models import Hold, Seat, visible_state
+from .payloads import PublicSeat, SeatCounts, public_seat
 
 _SEAT_FIELDS = (
     "id",
@@ -27,17 +33,11 @@ class SeatMap:
     event_id: int
     version: int
     sale_state: str
-    seats: list[dict]
-    counts: dict[str, int]
+    seats: list[PublicSeat]
+    counts: SeatCounts
 
 
-def _public(row: dict, now: datetime) -> dict:
-    state = row["state"]
-    # A hold past its expiry is no hold, even before the sweeper has released it.
-    if state == SeatState.HELD and (
-        row["hold__ended_at"] is not None or row["hold__expires_at"] <= now
-    ):
-        state = SeatState.AVAILABLE
+def _public(row: dict[str, Any], now: datetime) -> PublicSeat:
     return public_seat(
         id=row["id"],
         section=row["section"],
@@ -46,16 +46,23 @@ def _public(row: dict, now: datetime) -> dict:
         x=row["x"],
         y=row["y"],
         price=row["price"],
-        state=state,
+        state=visible_state(
+            row["state"],
+            hold_expires_at=row["hold__expires_at"],
+            hold_ended_at=row["hold__ended_at"],
+            now=now,
+        ),
     )
 
 
-def public_seats(*, event_id: int, now: datetime, seat_ids=None) -> list[dict]:
+def public_seats(
+    *, event_id: int, now: datetime, seat_ids: Iterable[int] | None = None
+) -> list[PublicSeat]:
     """The event's seats (or only `seat_ids`) as public dicts, in id order, with the state a
     viewer should see. Never says who holds or bought a seat."""
     qs = Seat.objects.filter(event_id=event_id)
     if seat_ids is not None:
-        qs = qs.filter(pk__in=seat_ids)
+        qs = qs.filter(pk__in=list(seat_ids))
     return [_public(row, now) for row in qs.order_by("pk").values(*_SEAT_FIELDS)]
 
 
@@ -74,14 +81,26 @@ def seat_map(*, event_id: int, now: datetime) -> SeatMap:
     )
 
 
-def open_hold(*, customer, event_id: int, now: datetime) -> Hold | None:
-    """The customer's unexpired hold for the event, if any."""
+def open_hold(*, customer: User | AnonymousUser, event_id: int, now: datetime) -> Hold | None:
+    """The customer's unexpired hold for the event, if any (none for an anonymous visitor)."""
     if not customer.is_authenticated:
         return None
-    return (
-        Hold.objects.filter(
-            customer=customer, event_id=event_id, ended_at__isnull=True, expires_at__gt=now
-        )
-        .order_by("-expires_at")
-        .first()
-    )
+    return Hold.objects.open_for(customer_id=customer.pk, event_id=event_id, now=now)
+
+
+@dataclass(frozen=True)
+class HoldSummary:
+    """What the customer's basket panel shows."""
+
+    hold: Hold | None
+    seats: list[Seat]
+    total: Decimal
+    seconds_left: int
+
+
+def hold_summary(*, customer: User | AnonymousUser, event_id: int, now: datetime) -> HoldSummary:
+    hold = open_hold(customer=customer, event_id=event_id, now=now)
+    seats = list(hold.seats.order_by("pk")) if hold else []
+    seconds_left = max(0, int((hold.expires_at - now).total_seconds())) if hold else 0
+    total = sum((s.price for s in seats), Decimal("0"))
+    return HoldSummary(hold=hold, seats=seats, total=total, seconds_left=seconds_left)

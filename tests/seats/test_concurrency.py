@@ -15,7 +15,7 @@ import pytest
 from django.db import OperationalError, connection
 from django.utils import timezone
 
-from seats import services
+from seats import changes, locking, services
 from seats.models import BookingSeat, Hold, Seat, SeatChange
 from tests.conftest import make_event
 
@@ -195,8 +195,8 @@ def without_row_locks(monkeypatch):
         everyone_has_read.wait()
         return seats
 
-    monkeypatch.setattr(services, "lock_customer", lambda customer_id: None)
-    monkeypatch.setattr(services, "lock_seats", read_seats_without_locking)
+    monkeypatch.setattr(locking, "lock_customer", lambda customer_id: None)
+    monkeypatch.setattr(locking, "lock_seats", read_seats_without_locking)
 
 
 @contextmanager
@@ -275,7 +275,7 @@ def test_taking_a_seat_from_an_expired_hold_while_the_sweeper_runs_does_not_dead
     expired = services.hold_seats(customer=alice, event_id=event.pk, seat_ids=five[:1], now=past)
     seats_written = threading.Event()
     sweeper_waiting = threading.Event()
-    real_commit = services.commit_transitions
+    real_commit = changes.commit_transitions
 
     def commit_then_pause_the_booking(**kwargs):
         version = real_commit(**kwargs)
@@ -286,7 +286,7 @@ def test_taking_a_seat_from_an_expired_hold_while_the_sweeper_runs_does_not_dead
             sweeper_waiting.wait(timeout=10)
         return version
 
-    monkeypatch.setattr(services, "commit_transitions", commit_then_pause_the_booking)
+    monkeypatch.setattr(changes, "commit_transitions", commit_then_pause_the_booking)
     outcomes = {}
 
     def run(name, call):

@@ -6,6 +6,7 @@ import pytest
 
 from events.models import Event
 from seats import services
+from seats.services import rules
 from seats.errors import SeatsUnavailable
 from seats.models import Seat
 
@@ -64,7 +65,7 @@ def test_a_service_that_fails_after_writing_rolls_back_and_announces_nothing(
         raise RuntimeError("failure after the seats were written")
 
     # Runs after commit_transitions has written the seats and queued the announcement.
-    monkeypatch.setattr(services, "_end_holds_left_empty", fail)
+    monkeypatch.setattr(rules, "end_holds_left_empty", fail)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         with pytest.raises(RuntimeError):
             services.book_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:2], now=now)

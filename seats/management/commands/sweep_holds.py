@@ -1,13 +1,14 @@
 """Releases expired holds: once, or in a loop until SIGTERM/SIGINT (the Procfile's worker)."""
 
 import asyncio
+import contextlib
 import signal
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from realtime.sweeper import sweep_forever
 from seats.services import expire_holds
+from seats.sweeper import sweep_forever
 
 
 class Command(BaseCommand):
@@ -52,8 +53,6 @@ class Command(BaseCommand):
             await sweep_forever(interval=interval, stop=stop)
         finally:
             for sig in signals:
-                try:
+                with contextlib.suppress(NotImplementedError):
                     loop.remove_signal_handler(sig)
-                except NotImplementedError:
-                    pass
                 signal.signal(sig, previous[sig])
