@@ -3,7 +3,9 @@
 Seat states are never written here: seat maps and sales go through seats.services.
 """
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -13,7 +15,7 @@ from django.forms import formset_factory
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -41,18 +43,17 @@ def annotate_occupancy(queryset: QuerySet[Event], *, now: datetime) -> QuerySet[
     )
 
 
-def _occupancy_column(state: str):
+def _occupancy_column(state: str) -> Callable[[Event], int]:
+    @admin.display(description=state, ordering=f"n_{state}")
     def column(obj: Event) -> int:
-        return getattr(obj, f"n_{state}")
+        return int(getattr(obj, f"n_{state}"))
 
-    column.short_description = state
-    column.admin_order_field = f"n_{state}"
     column.__name__ = f"occupancy_{state}"
     return column
 
 
 @admin.register(Venue)
-class VenueAdmin(admin.ModelAdmin):
+class VenueAdmin(admin.ModelAdmin[Venue]):
     list_display = ["name", "city", "address"]
     search_fields = ["name", "city"]
 
@@ -64,13 +65,13 @@ class SectionForm(forms.Form):
     price = forms.DecimalField(min_value=0, max_digits=8, decimal_places=2)
 
     def clean_name(self) -> str:
-        name = self.cleaned_data["name"].strip()
+        name: str = self.cleaned_data["name"].strip()
         if not name:
             raise forms.ValidationError("A section needs a name.")
         return name
 
 
-class BaseSectionFormSet(forms.BaseFormSet):
+class BaseSectionFormSet(forms.BaseFormSet[SectionForm]):
     def clean(self) -> None:
         if any(self.errors):
             return
@@ -85,7 +86,7 @@ SectionFormSet = formset_factory(
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(admin.ModelAdmin[Event]):
     list_display = [
         "name",
         "venue",
@@ -128,7 +129,9 @@ class EventAdmin(admin.ModelAdmin):
             return "—"
         return format_html('<a href="{}">Generate seats</a>', self._generate_url(obj))
 
-    def save_model(self, request, obj, form, change) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: Event, form: forms.ModelForm[Event], change: bool
+    ) -> None:
         if change:
             # Save only what the form changed: a full save would write back the version and
             # sale state read when the form was loaded, undoing any sale or seat change since.
@@ -147,7 +150,9 @@ class EventAdmin(admin.ModelAdmin):
     def close_sales(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:
         self._set_sale_state(request, queryset, Event.SaleState.CLOSED)
 
-    def _set_sale_state(self, request, queryset, sale_state: str) -> None:
+    def _set_sale_state(
+        self, request: HttpRequest, queryset: QuerySet[Event], sale_state: str
+    ) -> None:
         names = []
         for event_id, name in queryset.values_list("pk", "name"):
             try:
@@ -162,7 +167,7 @@ class EventAdmin(admin.ModelAdmin):
 
     # --- seat map generation --------------------------------------------------------------
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view(self.generate_seats_view)
         return [
             path("<int:event_id>/generate-seats/", view, name="events_event_generate_seats"),
@@ -194,7 +199,7 @@ class EventAdmin(admin.ModelAdmin):
                 try:
                     created = services.generate_seat_map(event_id=event.pk, sections=sections)
                 except BookingError as exc:
-                    formset._non_form_errors.append(exc.message)
+                    formset.non_form_errors().append(exc.message)
                     self.message_user(request, f"No seats created: {exc.message}", messages.ERROR)
                     status = exc.status
                 else:
@@ -237,8 +242,16 @@ class EventAdmin(admin.ModelAdmin):
             request, "admin/events/event/generate_seats.html", context, status=status
         )
 
-    def render_change_form(self, request, context, *args, obj=None, **kwargs):
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Event | None = None,
+    ) -> HttpResponse:
         if obj is not None and obj.pk:
             context["generate_seats_url"] = self._generate_url(obj)
             context["is_draft"] = obj.sale_state == Event.SaleState.DRAFT
-        return super().render_change_form(request, context, *args, obj=obj, **kwargs)
+        return super().render_change_form(request, context, add, change, form_url, obj)

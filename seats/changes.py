@@ -41,7 +41,7 @@ def bump_event_version(
     deltas = count_deltas or {}
     assignments = ", ".join(f"{column} = {column} + %s" for column in _COUNTERS.values())
     sql = f"UPDATE {Event._meta.db_table} SET version = version + 1, {assignments} WHERE id = %s"
-    params: list[object] = [deltas.get(state, 0) for state in _COUNTERS]
+    params: list[int | str] = [deltas.get(state, 0) for state in _COUNTERS]
     params.append(event_id)
     if require_on_sale:
         sql += " AND sale_state = %s"

@@ -12,8 +12,8 @@ class BookingError(Exception):
         self.message = message
         self.seats = sorted(seats)
 
-    def as_dict(self) -> dict:
-        body: dict = {"error": self.message, "code": self.code}
+    def as_dict(self) -> dict[str, object]:
+        body: dict[str, object] = {"error": self.message, "code": self.code}
         if self.seats:
             body["seats"] = self.seats
         return body

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -44,7 +45,7 @@ class Command(BaseCommand):
             "--starts-at", help="ISO date-time, e.g. 2026-12-31T20:00 (default in a week)."
         )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         name = options["name"].strip()
         if not name:
             raise CommandError("--name must not be empty.")
@@ -68,9 +69,10 @@ class Command(BaseCommand):
             raise CommandError("--venue must not be empty.")
         starts_at = timezone.now() + timedelta(days=7)
         if options["starts_at"]:
-            starts_at = parse_datetime(options["starts_at"])
-            if starts_at is None:
+            parsed = parse_datetime(options["starts_at"])
+            if parsed is None:
                 raise CommandError("--starts-at must be an ISO date-time like 2026-12-31T20:00.")
+            starts_at = parsed
             if timezone.is_naive(starts_at):
                 starts_at = timezone.make_aware(starts_at)
 

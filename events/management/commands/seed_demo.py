@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
@@ -25,15 +26,14 @@ STAFF = ("admin", "admin-pass-2026")
 class Command(BaseCommand):
     help = "Creates the demo venue, event (on sale), customer and staff user, unless they exist."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         with transaction.atomic():
             venue, _ = Venue.objects.get_or_create(
                 name=VENUE["name"], defaults={k: v for k, v in VENUE.items() if k != "name"}
             )
-            event = Event.objects.filter(venue=venue, name=EVENT_NAME).order_by("pk").first()
-            event_is_new = event is None
-            if event_is_new:
-                event = self._create_event(venue)
+            existing = Event.objects.filter(venue=venue, name=EVENT_NAME).order_by("pk").first()
+            event_is_new = existing is None
+            event = existing or self._create_event(venue)
             customer_is_new = self._ensure_user(*CUSTOMER, staff=False)
             staff_is_new = self._ensure_user(*STAFF, staff=True)
 
