@@ -6,9 +6,9 @@ import pytest
 
 from events.models import Event
 from seats import services
-from seats.services import rules
 from seats.errors import SeatsUnavailable
 from seats.models import Seat
+from seats.services import rules
 
 pytestmark = pytest.mark.django_db
 
@@ -40,9 +40,11 @@ def test_a_refused_request_announces_nothing(
     services.book_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1], now=now)
     received = event_listener(event.pk)
 
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        with pytest.raises(SeatsUnavailable):
-            services.book_seats(customer=bob, event_id=event.pk, seat_ids=seat_ids[:2], now=now)
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(SeatsUnavailable),
+    ):
+        services.book_seats(customer=bob, event_id=event.pk, seat_ids=seat_ids[:2], now=now)
 
     assert callbacks == []
     assert received() == []
@@ -66,9 +68,11 @@ def test_a_service_that_fails_after_writing_rolls_back_and_announces_nothing(
 
     # Runs after commit_transitions has written the seats and queued the announcement.
     monkeypatch.setattr(rules, "end_holds_left_empty", fail)
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        with pytest.raises(RuntimeError):
-            services.book_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:2], now=now)
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(RuntimeError),
+    ):
+        services.book_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:2], now=now)
 
     assert callbacks == []
     assert received() == []
