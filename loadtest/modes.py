@@ -4,6 +4,8 @@ of single-seat bookings)."""
 import asyncio
 import random
 from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
 
 from .answers import SeatInfo
 from .config import Config
@@ -36,9 +38,20 @@ def best_seats(seats: list[SeatInfo], count: int) -> list[int]:
     return [s["id"] for s in sorted(available, key=score)[:count]]
 
 
+# Why the load ended: --duration ran out, --bookings was reached, the seats the mode wants
+# were all taken, every customer gave up (seat limit, sale closed, repeated errors), Ctrl-C.
+StopCode = Literal["duration", "bookings", "sold_out", "customers_done", "interrupted"]
+
+
+@dataclass(frozen=True)
+class StopReason:
+    code: StopCode
+    text: str
+
+
 class Load:
     """Drives the customers in one mode until the mode runs out of seats, the bookings
-    target is reached, or `stop` is set."""
+    target is reached, or it is halted; `reason` says which came first."""
 
     def __init__(self, config: Config, customers: list[Customer], ledger: Ledger) -> None:
         self.config = config
@@ -48,10 +61,38 @@ class Load:
         self.stop = asyncio.Event()
         self.missed_ticks = 0
         self.notes: list[str] = []
+        self.reason: StopReason | None = None
+        self.hot_count = 0
+
+    def end(self, code: StopCode) -> None:
+        """Records why the load ends (the first reason given wins)."""
+        if self.reason is None:
+            self.reason = StopReason(code, self._describe(code))
+
+    def halt(self, code: StopCode) -> None:
+        """Ends the load from outside: customers finish the request in hand and stop."""
+        self.end(code)
+        self.stop.set()
+
+    def _describe(self, code: StopCode) -> str:
+        if code == "duration":
+            return "--duration reached"
+        if code == "bookings":
+            return f"--bookings {self.config.bookings} reached"
+        if code == "sold_out":
+            if self.config.mode == "rush":
+                return f"all {self.hot_count} hot seats sold"
+            return "all seats sold"
+        if code == "customers_done":
+            return "every customer stopped (seat limit, sale closed or repeated errors)"
+        return "interrupted"
 
     def enough(self) -> bool:
         target = self.config.bookings
-        return self.stop.is_set() or (target is not None and self.ledger.bookings.ok >= target)
+        if target is not None and self.ledger.bookings.ok >= target:
+            self.end("bookings")
+            return True
+        return self.stop.is_set()
 
     def pick_free(self, pool: list[int], count: int) -> list[int]:
         """Up to `count` random seats from `pool` not known to be taken (pool is pruned)."""
@@ -67,6 +108,7 @@ class Load:
 
     async def rush(self, hot: list[int], start: asyncio.Event) -> None:
         taken = self.ledger.taken
+        self.hot_count = len(hot)
 
         async def customer_loop(customer: Customer) -> None:
             await start.wait()
@@ -74,6 +116,7 @@ class Load:
             while not self.enough() and not customer.done:
                 wanted_from = [s for s in hot if s not in taken]
                 if not wanted_from:
+                    self.end("sold_out")
                     return
                 wanted = self.random.sample(wanted_from, min(self.config.group, len(wanted_from)))
                 outcome = await customer.hold_then_book(wanted)
@@ -91,6 +134,7 @@ class Load:
             while not self.enough() and not customer.done:
                 wanted = self.pick_free(pool, self.random.randint(1, self.config.group))
                 if not wanted:
+                    self.end("sold_out")
                     return
                 if self.random.random() < 0.5:
                     outcome = await customer.hold_then_book(wanted)
@@ -134,7 +178,7 @@ class Load:
                 seats = self.pick_free(pool, 1)
                 if not seats:
                     idle.put_nowait(customer)
-                    self.notes.append("steady: every seat was sold before the end")
+                    self.end("sold_out")
                     break
                 self.ledger.taken.add(seats[0])
                 task = asyncio.create_task(change(customer, seats[0]))
@@ -153,3 +197,5 @@ class Load:
             await self.random_load(list(all_seats))
         else:
             await self.steady(list(all_seats))
+        self.enough()  # the last answers may have reached --bookings
+        self.end("customers_done")

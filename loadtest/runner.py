@@ -5,6 +5,8 @@ JSON API the seat page's own actions reach; viewers use the page's WebSocket.
 """
 
 import asyncio
+import contextlib
+import signal
 import sys
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -13,7 +15,7 @@ from .answers import SeatMap, seat_map
 from .config import MODES, Config, CustomerLogin, LoadTestError
 from .customer import Customer, Ledger
 from .http import HttpError, Session, log_in, sign_up
-from .modes import Load, best_seats
+from .modes import Load, StopReason, best_seats
 from .procmem import MemoryWatch, pids_listening_on
 from .shapes import StaleViewer
 from .stats import Timeline, monotonic, percentile
@@ -198,6 +200,40 @@ class Run:
                 self.say(f"viewers connected: {connected}/{len(self.viewers)}")
         return tasks
 
+    # --- load --------------------------------------------------------------------------
+
+    async def drive(self, hot: list[int], all_free: list[int]) -> None:
+        """Runs the load until its mode is done, --duration passes or Ctrl-C. A first Ctrl-C
+        ends the load as --duration would (the run still settles and reports); a second one
+        aborts."""
+        loop = asyncio.get_running_loop()
+
+        def interrupted() -> None:
+            self.load.halt("interrupted")
+            loop.remove_signal_handler(signal.SIGINT)
+
+        # Not possible outside the main thread or on Windows: Ctrl-C then aborts at once.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, interrupted)
+        try:
+            self.ledger.timeline = Timeline(monotonic())
+            self.load_started = monotonic()
+            driver = asyncio.create_task(self.load.drive(hot, all_free))
+            done, _ = await asyncio.wait({driver}, timeout=self.config.duration)
+            if not done:
+                self.load.halt("duration")
+                await driver
+            driver.result()
+            self.load_ended = monotonic()
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+        if not self.config.quiet and sys.stderr.isatty():
+            print("\r" + self.progress_line(self.load_ended), file=sys.stderr, flush=True)
+
+    @property
+    def stop_reason(self) -> StopReason:
+        return self.load.reason or StopReason("customers_done", "every customer stopped")
+
     # --- settling ----------------------------------------------------------------------
 
     async def settle(self, api: Session) -> tuple[int, dict[int, str]]:
@@ -248,19 +284,11 @@ async def run_load(config: Config) -> RunResult:
     connected_at_start = sum(1 for v in run.viewers if v.ws is not None)
 
     run.say(f"load: {config.mode}, {len(run.customers)} customers, event {config.event_id}")
-    run.ledger.timeline = Timeline(monotonic())
-    run.load_started = monotonic()
-    driver = asyncio.create_task(run.load.drive(hot, all_free))
-    done, _ = await asyncio.wait({driver}, timeout=config.duration)
-    run.load.stop.set()
-    if not done:
-        await driver
-    driver.result()
-    run.load_ended = monotonic()
-    if not config.quiet and sys.stderr.isatty():
-        print("\r" + run.progress_line(run.load_ended), file=sys.stderr, flush=True)
-
-    run.say("load finished; waiting for every viewer to catch up")
+    await run.drive(hot, all_free)
+    run.say(
+        f"load stopped at {run.load_ended - run.load_started:.1f} s: {run.stop_reason.text}; "
+        "waiting for every viewer to catch up"
+    )
     settle_started = monotonic()
     final_version, truth = await run.settle(api)
     settle_seconds = monotonic() - settle_started

@@ -120,11 +120,22 @@ class Verification(TypedDict):
     passed: bool
 
 
+class Stopped(TypedDict):
+    """Why and when the load ended. `reason` is one of duration, bookings, sold_out,
+    customers_done, interrupted; `text` says it for people."""
+
+    reason: str
+    text: str
+    at_seconds: float
+    early: bool
+
+
 class Report(TypedDict):
     config: ConfigReport
     seats: int
     versions: Versions
     load_seconds: float
+    stopped: Stopped
     settle_seconds: float
     bookings: BookingsReport
     holds: OutcomesReport

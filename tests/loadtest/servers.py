@@ -2,6 +2,7 @@
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -18,8 +19,15 @@ def free_port() -> int:
 
 
 def server_env(database_url: str, redis_url: str = "") -> dict[str, str]:
+    """The environment of a server and of the load test pointed at it: the same database
+    and secret key, so that sessions the load test writes log its customers in."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(DATABASE_URL=database_url, DEBUG="0", SECRET_KEY="x", ALLOWED_HOSTS="127.0.0.1")
+    env.update(
+        DATABASE_URL=database_url,
+        DEBUG="0",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="127.0.0.1",
+    )
     if redis_url:
         env["REDIS_URL"] = redis_url
     return env
@@ -71,3 +79,15 @@ def run_loadtest(env: dict, tmp_path: Path, *args: str) -> tuple[subprocess.Comp
     done = manage(env, "loadtest", "--quiet", "--report", str(report_path), *args)
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     return done, report
+
+
+def start_loadtest(env: dict, tmp_path: Path, *args: str) -> subprocess.Popen:
+    """`manage.py loadtest` in the background, its progress readable on stderr."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "loadtest", "--report", str(tmp_path / "report.json"), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

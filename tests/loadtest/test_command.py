@@ -1,13 +1,16 @@
 """`manage.py loadtest` against real uvicorn servers."""
 
+import json
 import os
 import re
 import secrets
+import signal
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from .servers import manage, run_loadtest, server_env, start_server, stop
+from .servers import manage, run_loadtest, server_env, start_loadtest, start_server, stop
 
 
 def test_rush_sells_every_hot_seat_once_and_every_viewer_sees_it(sqlite_server, tmp_path):
@@ -61,7 +64,60 @@ def test_rush_sells_every_hot_seat_once_and_every_viewer_sees_it(sqlite_server, 
     versions = report["versions"]["final"] - report["versions"]["start"]
     assert viewers["frames"]["min"] >= versions
     assert report["server_memory"]["rss_mb_peak"] > 0
-    assert "verification PASSED" in (tmp_path / "report.html").read_text()
+
+    # The rush ended because the seats ran out, long before --duration, and says so.
+    stopped = report["stopped"]
+    assert stopped["reason"] == "sold_out" and stopped["early"] is True
+    assert stopped["at_seconds"] < 20
+    assert re.search(
+        r"^stopped\s+at \d+\.\d s of --duration 20 s: all 6 hot seats sold$",
+        done.stdout,
+        re.MULTILINE,
+    )
+    page = (tmp_path / "report.html").read_text()
+    assert "verification PASSED" in page
+    assert "all 6 hot seats sold" in page and "latency (ms)" in page
+
+
+def test_a_bookings_target_ends_the_run_and_the_report_says_so(sqlite_server, tmp_path):
+    env, url = sqlite_server
+    done, report = run_loadtest(
+        env,
+        tmp_path,
+        *("--url", url, "--viewers", "2", "--customers", "2", "--mode", "steady"),
+        *("--rate", "20", "--seats", "100", "--bookings", "3", "--duration", "30"),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert report["bookings"]["ok"] >= 3
+    assert report["stopped"]["reason"] == "bookings"
+    assert report["stopped"]["at_seconds"] < 30
+    assert re.search(r"^stopped\s+at .*: --bookings 3 reached$", done.stdout, re.MULTILINE)
+
+
+def test_ctrl_c_ends_the_load_and_still_verifies_and_reports(sqlite_server, tmp_path):
+    env, url = sqlite_server
+    process = start_loadtest(
+        env,
+        tmp_path,
+        *("--url", url, "--viewers", "2", "--customers", "2", "--mode", "steady"),
+        *("--rate", "5", "--seats", "400", "--duration", "60"),
+    )
+    try:
+        for line in process.stderr:
+            if line.startswith("load: "):
+                break
+        time.sleep(1.5)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stdout + stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["stopped"]["reason"] == "interrupted"
+    assert 1 <= report["stopped"]["at_seconds"] < 30
+    assert report["bookings"]["ok"] >= 3
+    assert report["verification"]["passed"] is True
+    assert re.search(r"^stopped\s+at .*: interrupted$", stdout, re.MULTILINE)
 
 
 def test_unknown_event_is_a_clear_failure(sqlite_server, tmp_path):

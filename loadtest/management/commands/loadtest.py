@@ -10,9 +10,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from loadtest import preparation
+from loadtest.chart import html_report
 from loadtest.config import MODES, Config, CustomerLogin, LoadTestError
-from loadtest.report import build, html_report, table
+from loadtest.report import build
 from loadtest.runner import RunResult, run_load
+from loadtest.table import table
 
 
 class Command(BaseCommand):

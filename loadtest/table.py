@@ -1,0 +1,85 @@
+"""The summary printed at the end of a run."""
+
+from .shapes import Report
+
+
+def stopped_line(report: Report) -> str:
+    """When and why the load ended, e.g. "at 8.9 s of --duration 30 s: all seats sold"."""
+    stopped = report["stopped"]
+    limit = f" of --duration {report['config']['duration']:g} s" if stopped["early"] else ""
+    return f"at {stopped['at_seconds']:.1f} s{limit}: {stopped['text']}"
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}{unit}"
+    return f"{value:,}{unit}"
+
+
+def table(report: Report) -> str:
+    """The human summary printed at the end of a run."""
+    b, h, c, v = report["bookings"], report["holds"], report["change_to_viewer"], report["viewers"]
+    spread = report["fanout_spread"]
+    ver = report["verification"]
+    mem = report["server_memory"]
+    rows = [
+        (
+            "mode",
+            f"{report['config']['mode']} on event {report['config']['event']} "
+            f"({report['seats']:,} seats), {report['load_seconds']} s",
+        ),
+        ("stopped", stopped_line(report)),
+        (
+            "bookings ok / conflict / busy / error",
+            f"{b['ok']} / {b['conflict']} / {b['busy']} / {b['error']}  ({b['per_second']}/s)",
+        ),
+        (
+            "holds ok / conflict / busy / error",
+            f"{h['ok']} / {h['conflict']} / {h['busy']} / {h['error']}",
+        ),
+        (
+            "booking latency p50 / p95 / p99",
+            f"{fmt(b['latency']['p50_ms'])} / {fmt(b['latency']['p95_ms'])} / "
+            f"{fmt(b['latency']['p99_ms'])} ms",
+        ),
+        ("seat changes made", f"{report['changes']['made']} ({report['changes']['per_second']}/s)"),
+        (
+            "change->viewer p50 / p95 / p99 / max",
+            f"{fmt(c['p50_ms'])} / {fmt(c['p95_ms'])} / {fmt(c['p99_ms'])} / {fmt(c['max_ms'])} ms",
+        ),
+        (
+            "fan-out spread after 1st viewer p50 / p99",
+            f"{fmt(spread['p50_ms'])} / {fmt(spread['p99_ms'])} ms",
+        ),
+        ("deliveries seen / expected", f"{c['delivered']:,} / {c['expected_deliveries']:,}"),
+        (
+            "viewers connected start / end",
+            f"{v['connected_at_start']} / {v['connected_at_end']} of {v['requested']}",
+        ),
+        ("connections failed / dropped", f"{v['connections_failed']} / {v['dropped']}"),
+        (
+            "frames per viewer mean (min-max)",
+            f"{fmt(v['frames']['mean'])} ({fmt(v['frames']['min'])}-{fmt(v['frames']['max'])})",
+        ),
+        ("bytes per viewer mean", fmt(v["bytes"]["mean"])),
+        (
+            "server RSS start / peak / end",
+            f"{mem['rss_mb_start']} / {mem['rss_mb_peak']} / {mem['rss_mb_end']} MB "
+            f"(pids {', '.join(map(str, mem['pids']))})"
+            if mem
+            else "unknown (remote server)",
+        ),
+        (
+            "double-booked seats",
+            str(ver["double_booked_seats"] or "none")
+            + ("" if ver["database_checked"] else " (answers only; database not reachable)"),
+        ),
+        ("viewers out of date", str(ver["viewers_out_of_date"])),
+        ("booked but not sold", str(ver["booked_but_not_sold"] or "none")),
+        ("server errors (5xx)", str(ver["server_errors"])),
+        ("verification", "PASSED" if ver["passed"] else "FAILED"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
