@@ -4,6 +4,10 @@
     python3 dev.py serve   # virtualenv, install, migrate, seed the demo, run http://127.0.0.1:8000
     python3 dev.py test    # virtualenv, install with test extras, run the test suite
 
+and, for any management command with the same development defaults as `serve`:
+
+    python3 dev.py manage <command> [args]   # e.g. python3 dev.py manage createsuperuser
+
 Extra arguments after `test` go to pytest; after `serve`, to uvicorn.
 """
 
@@ -12,6 +16,7 @@ import os
 import subprocess
 import sys
 import venv
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -20,28 +25,38 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
 
 
-def run(*args: str, **kwargs) -> None:
+def run(*args: str | Path, env: dict[str, str] | None = None) -> None:
     print("+", " ".join(str(a) for a in args), flush=True)
-    subprocess.run([str(a) for a in args], check=True, cwd=ROOT, **kwargs)
+    subprocess.run([str(a) for a in args], check=True, cwd=ROOT, env=env)
 
 
 def ensure_venv(extras: str) -> None:
+    """Creates the virtualenv and installs the project with `extras` ("" or "[test]"),
+    unless this pyproject.toml is already installed there with those extras or more."""
     if not PYTHON.exists():
         venv.EnvBuilder(with_pip=True).create(VENV)
-    spec = (ROOT / "pyproject.toml").read_bytes() + extras.encode()
-    stamp = VENV / ".installed"
-    digest = hashlib.sha256(spec).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest:
-        return
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    stamp = VENV / ".installed"  # "<pyproject digest> <extras>" per line installed
+    installed = stamp.read_text().splitlines() if stamp.exists() else []
+    if f"{digest} {extras}" in installed or f"{digest} [test]" in installed:
+        return  # the test extras include everything `serve` needs
     run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     run(PYTHON, "-m", "pip", "install", "--quiet", f".{extras}")
-    stamp.write_text(digest)
+    stamp.write_text(f"{digest} {extras}\n")
+
+
+def development_env() -> dict[str, str]:
+    """The environment with the development defaults (DEBUG on unless set)."""
+    env = {**os.environ}
+    env.setdefault("DEBUG", "1")
+    # Where collectstatic would put files; WhiteNoise warns when it is missing.
+    (ROOT / "var" / "static").mkdir(parents=True, exist_ok=True)
+    return env
 
 
 def serve(args: list[str]) -> None:
     ensure_venv("")
-    env = {**os.environ}
-    env.setdefault("DEBUG", "1")
+    env = development_env()
     run(PYTHON, "manage.py", "migrate", "--noinput", env=env)
     run(PYTHON, "manage.py", "seed_demo", env=env)
     host = env.get("HOST", "127.0.0.1")
@@ -65,14 +80,26 @@ def serve(args: list[str]) -> None:
     )
 
 
+def manage(args: list[str]) -> None:
+    ensure_venv("")
+    result = subprocess.run(
+        [str(PYTHON), "manage.py", *args], cwd=ROOT, env=development_env(), check=False
+    )
+    sys.exit(result.returncode)
+
+
 def test(args: list[str]) -> None:
     ensure_venv("[test]")
-    result = subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=ROOT)
+    result = subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=ROOT, check=False)
     sys.exit(result.returncode)
 
 
 def main() -> None:
-    commands = {"serve": serve, "test": test}
+    commands: dict[str, Callable[[list[str]], None]] = {
+        "serve": serve,
+        "test": test,
+        "manage": manage,
+    }
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](sys.argv[2:])

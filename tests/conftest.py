@@ -4,6 +4,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.db import connection, connections
 from django.utils import timezone
@@ -29,9 +30,11 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Removes this run's SQLite test database files (see settings: TEST NAME)."""
-    for path in (Path(__file__).resolve().parents[1] / "var").glob(f"test-{os.getpid()}.sqlite3*"):
-        path.unlink(missing_ok=True)
+    """Removes this run's SQLite test database files (tests/settings.py: TEST NAME)."""
+    name = django_settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if django_settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and name:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(name + suffix).unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
