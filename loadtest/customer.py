@@ -1,11 +1,12 @@
 """One customer: its holds and bookings through the JSON API, and what each got back."""
 
 import asyncio
+import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
 from .answers import Answer, answer
-from .http import HttpError, Session
+from .http import HttpError, Response, Session
 from .stats import ChangeLog, Outcomes, Timeline, monotonic
 
 MAX_BUSY_RETRIES = 20
@@ -37,6 +38,24 @@ class Attempt:
     wait: float = 0.0
 
 
+def _outcome(status: int, code: str) -> Outcome:
+    if status == 201:
+        return "ok"
+    if status == 409:
+        return "conflict"
+    if status == 503 and code == "busy":
+        return "busy"
+    return "error"
+
+
+def _retry_after(response: Response) -> float:
+    """The server's Retry-After, at most half a second (a crowd does not wait politely)."""
+    try:
+        return min(float(response.headers.get("retry-after", "0.1")), 0.5)
+    except ValueError:
+        return 0.1
+
+
 class Customer:
     def __init__(self, number: int, session: Session, *, event_id: int, ledger: Ledger) -> None:
         self.number = number
@@ -47,52 +66,89 @@ class Customer:
 
     async def call(self, kind: RequestKind, body: dict[str, object], seats: list[int]) -> Attempt:
         """POSTs one hold or booking and files its outcome. `seats` are the seats asked
-        for (none when booking a hold)."""
+        for (none when booking a hold).
+
+        The request carries a fresh Idempotency-Key. When it gets no answer (connection
+        dropped, timed out) or a 503, it is sent once more with the same key, as a browser's
+        retry would be: the server may already have acted on the first, and the key lets it
+        answer the same again. It counts as one request, by its last answer."""
         ledger = self.ledger
         outcomes = ledger.holds if kind == "hold" else ledger.bookings
         path = f"/api/events/{self.event_id}/{'holds' if kind == 'hold' else 'bookings'}"
+        headers = {"Idempotency-Key": secrets.token_urlsafe(18)}
         started = monotonic()
-        try:
-            response = await self.session.request("POST", path, json_body=body)
-        except HttpError as exc:
-            outcomes.error += 1
-            outcomes.error_kinds["no answer: " + str(exc).split(": ", 1)[-1][:60]] += 1
-            if kind == "booking":
-                ledger.timeline.booking(at=started, status="error", latency=0)
-            return Attempt("error", wait=0.2)
+        retried = False
+        while True:
+            try:
+                response: Response | None = await self.session.request(
+                    "POST", path, json_body=body, headers=headers
+                )
+                failure = ""
+            except HttpError as exc:
+                response, failure = None, str(exc).split(": ", 1)[-1][:60]
+            if response is not None and response.status >= 500:
+                self._count_server_error(outcomes, response)
+            if retried or not (response is None or response.status == 503):
+                break
+            retried = True
+            if response is None:
+                outcomes.retries_after_no_answer += 1
+            else:
+                outcomes.retries_after_503 += 1
+                await asyncio.sleep(_retry_after(response))
         latency = monotonic() - started
-        data = answer(response.json())
-        attempt = Attempt("error", data)
-        if response.status == 201:
-            attempt.outcome = "ok"
+        attempt = self._file(kind, outcomes, response, failure, started, latency, seats)
+        if retried:
+            outcomes.retried_outcomes[attempt.outcome] += 1
+        return attempt
+
+    def _file(
+        self,
+        kind: RequestKind,
+        outcomes: Outcomes,
+        response: Response | None,
+        failure: str,
+        started: float,
+        latency: float,
+        seats: list[int],
+    ) -> Attempt:
+        """Counts the request's last answer (None: no answer) as its outcome."""
+        ledger = self.ledger
+        if response is None:
+            attempt = Attempt("error", wait=0.2)
+            outcomes.error_kinds["no answer: " + failure] += 1
+        else:
+            data = answer(response.json())
+            attempt = Attempt(_outcome(response.status, data.code), data)
+        if attempt.outcome == "ok":
             outcomes.ok += 1
             outcomes.latencies.append(latency)
             if kind == "hold":
                 ledger.changes.made(
-                    seat_ids=seats or data.seats, state="held", request_started=started
+                    seat_ids=seats or attempt.answer.seats, state="held", request_started=started
                 )
             else:
-                ledger.changes.made(seat_ids=data.seats, state="sold", request_started=started)
-                ledger.booked.append(data.seats)
-                ledger.taken.update(data.seats)
-        elif response.status == 409:
-            attempt.outcome = "conflict"
+                booked = attempt.answer.seats
+                ledger.changes.made(seat_ids=booked, state="sold", request_started=started)
+                ledger.booked.append(booked)
+                ledger.taken.update(booked)
+        elif attempt.outcome == "conflict":
             outcomes.conflict += 1
-        elif response.status == 503 and data.code == "busy":
-            attempt.outcome = "busy"
+        elif attempt.outcome == "busy":
             outcomes.busy += 1
-            try:
-                attempt.wait = min(float(response.headers.get("retry-after", "0.1")), 0.5)
-            except ValueError:
-                attempt.wait = 0.1
+            attempt.wait = _retry_after(response) if response is not None else 0.1
         else:
             outcomes.error += 1
-            outcomes.error_kinds[f"{response.status} {data.code}".strip()] += 1
-            if response.status >= 500:
-                ledger.server_errors += 1
+            if response is not None:
+                outcomes.error_kinds[f"{response.status} {attempt.answer.code}".strip()] += 1
         if kind == "booking":
             ledger.timeline.booking(at=started, status=attempt.outcome, latency=latency)
         return attempt
+
+    def _count_server_error(self, outcomes: Outcomes, response: Response) -> None:
+        """Every 5xx but "busy, try again" is the server failing, retried or not."""
+        if _outcome(response.status, answer(response.json()).code) != "busy":
+            self.ledger.server_errors += 1
 
     async def hold(self, seat_ids: list[int]) -> Attempt:
         return await self.call("hold", {"seats": seat_ids}, seat_ids)

@@ -14,8 +14,20 @@ class LatencySummary(TypedDict):
     max_ms: float | None
 
 
+class Retries(TypedDict):
+    """Requests sent once more with the same Idempotency-Key after the first try got no
+    answer (connection dropped, timed out) or a 503; `outcomes` counts how those ended
+    (ok, conflict, busy, error). A 409 here can be the first try's own success, where the
+    server does not yet replay the first answer for a repeated key."""
+
+    after_no_answer: int
+    after_503: int
+    outcomes: dict[str, int]
+
+
 class OutcomesReport(TypedDict):
-    """Holds or bookings: how the requests were answered."""
+    """Holds or bookings: how the requests were answered, one count per request (a retried
+    request counts once, by its last answer); latency from its first try to that answer."""
 
     ok: int
     conflict: int
@@ -23,6 +35,7 @@ class OutcomesReport(TypedDict):
     error: int
     errors_by_kind: dict[str, int]
     latency: LatencySummary
+    retries: Retries
 
 
 class Spread(TypedDict):

@@ -52,6 +52,11 @@ class Outcomes:
     error: int = 0
     latencies: "array[float]" = field(default_factory=seconds_array)
     error_kinds: Counter[str] = field(default_factory=Counter)
+    # Requests sent a second time (same Idempotency-Key) after no answer or a 503, and how
+    # those retried requests ended.
+    retries_after_no_answer: int = 0
+    retries_after_503: int = 0
+    retried_outcomes: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> OutcomesReport:
         return {
@@ -61,6 +66,11 @@ class Outcomes:
             "error": self.error,
             "errors_by_kind": dict(self.error_kinds.most_common(10)),
             "latency": summary_ms(self.latencies),
+            "retries": {
+                "after_no_answer": self.retries_after_no_answer,
+                "after_503": self.retries_after_503,
+                "outcomes": dict(self.retried_outcomes),
+            },
         }
 
 

@@ -1,5 +1,7 @@
 """The summary printed at the end of a run."""
 
+from collections import Counter
+
 from .shapes import Report
 
 
@@ -8,6 +10,23 @@ def stopped_line(report: Report) -> str:
     stopped = report["stopped"]
     limit = f" of --duration {report['config']['duration']:g} s" if stopped["early"] else ""
     return f"at {stopped['at_seconds']:.1f} s{limit}: {stopped['text']}"
+
+
+def retries_line(report: Report) -> str:
+    """How many holds and bookings were sent twice, why, and how the second tries ended."""
+    holds, bookings = report["holds"]["retries"], report["bookings"]["retries"]
+    count = {
+        name: r["after_no_answer"] + r["after_503"]
+        for name, r in (("holds", holds), ("bookings", bookings))
+    }
+    line = f"holds {count['holds']} / bookings {count['bookings']}"
+    if not count["holds"] and not count["bookings"]:
+        return line
+    no_answer = holds["after_no_answer"] + bookings["after_no_answer"]
+    after_503 = holds["after_503"] + bookings["after_503"]
+    ended = Counter(holds["outcomes"]) + Counter(bookings["outcomes"])
+    then = ", ".join(f"{outcome} {n}" for outcome, n in sorted(ended.items()))
+    return f"{line} (after no answer {no_answer}, after 503 {after_503}; then {then})"
 
 
 def fmt(value: float | None, unit: str = "") -> str:
@@ -39,6 +58,7 @@ def table(report: Report) -> str:
             "holds ok / conflict / busy / error",
             f"{h['ok']} / {h['conflict']} / {h['busy']} / {h['error']}",
         ),
+        ("retries (same Idempotency-Key)", retries_line(report)),
         (
             "booking latency p50 / p95 / p99",
             f"{fmt(b['latency']['p50_ms'])} / {fmt(b['latency']['p95_ms'])} / "
