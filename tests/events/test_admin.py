@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from events.models import Event
 from seats import services
-from seats.models import Booking, Hold, Seat, SeatChange
 from tests.conftest import make_event
 
 EVENTS = "admin:events_event_changelist"
@@ -26,10 +25,6 @@ def act(client, changelist, action, ids):
     )
     assert response.redirect_chain[-1] == (reverse(changelist), 302)
     return [str(m) for m in response.context["messages"]]
-
-
-def states(seat_ids):
-    return list(Seat.objects.filter(pk__in=seat_ids).order_by("pk").values_list("state", flat=True))
 
 
 def generate_url(event):
@@ -155,146 +150,6 @@ def test_event_list_queries_do_not_grow_with_the_number_of_events(staff_client, 
 
     assert response.context["cl"].result_count == 6
     assert len(six_events) == len(one_event)
-
-
-def test_block_and_unblock_actions_go_through_the_services(staff_client, staff, event, seat_ids):
-    version = event.version
-
-    messages = act(staff_client, SEATS, "block_seats", seat_ids[:2])
-
-    assert messages == ["Blocked 2 of 2 selected seats."]
-    assert states(seat_ids[:2]) == ["blocked", "blocked"]
-    event.refresh_from_db()
-    assert event.version == version + 1
-    change = SeatChange.objects.get(seat_id=seat_ids[0])
-    assert (change.from_state, change.to_state, change.actor, change.cause) == (
-        "available",
-        "blocked",
-        staff,
-        "block",
-    )
-
-    act(staff_client, SEATS, "unblock_seats", seat_ids[:3])
-
-    assert states(seat_ids[:3]) == ["available"] * 3
-    event.refresh_from_db()
-    assert event.version == version + 2
-
-
-def test_blocking_a_sold_seat_changes_nothing(staff_client, alice, event, seat_ids, now):
-    services.book_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1], now=now)
-    event.refresh_from_db()
-    version = event.version
-
-    messages = act(staff_client, SEATS, "block_seats", seat_ids[:3])
-
-    assert messages == ["Nothing changed: Held or sold seats cannot be blocked. (A-A-1)"]
-    assert states(seat_ids[:3]) == ["sold", "available", "available"]
-    event.refresh_from_db()
-    assert event.version == version
-
-
-def test_blocking_across_events_is_all_or_nothing(staff_client, alice, venue, now):
-    first = make_event(venue, name="First")
-    second = make_event(venue, name="Second")
-    free = first.seats.order_by("pk").first()
-    sold = second.seats.order_by("pk").first()
-    services.book_seats(customer=alice, event_id=second.pk, seat_ids=[sold.pk], now=now)
-
-    messages = act(staff_client, SEATS, "block_seats", [free.pk, sold.pk])
-
-    assert messages[0].startswith("Nothing changed")
-    assert states([free.pk, sold.pk]) == ["available", "sold"]
-
-
-def test_cancel_booking_action_puts_the_seats_back_on_sale(
-    staff_client, alice, event, seat_ids, now
-):
-    booking = services.book_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:2], now=now)
-    changelist = "admin:seats_booking_changelist"
-    assert (
-        b"A-A-1 (40.00), A-A-2 (40.00)"
-        in staff_client.get(reverse("admin:seats_booking_change", args=[booking.pk])).content
-    )
-
-    messages = act(staff_client, changelist, "cancel", [booking.pk])
-
-    assert messages == [f"Cancelled booking {booking.pk}; its seats are on sale again."]
-    assert states(seat_ids[:2]) == ["available", "available"]
-    booking.refresh_from_db()
-    assert booking.is_cancelled
-
-    again = act(staff_client, changelist, "cancel", [booking.pk])
-    assert again == [f"Booking {booking.pk}: This booking is already cancelled."]
-
-
-def test_release_hold_action(staff_client, alice, event, seat_ids, now):
-    hold = services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:3], now=now)
-
-    messages = act(staff_client, "admin:seats_hold_changelist", "release", [hold.pk])
-
-    assert messages == [f"Released hold {hold.pk} (3 seats)."]
-    assert states(seat_ids[:3]) == ["available"] * 3
-    hold.refresh_from_db()
-    assert hold.end_reason == Hold.EndReason.RELEASED
-
-
-def test_holds_and_bookings_cannot_be_added_edited_or_deleted(
-    staff_client, alice, event, seat_ids, now
-):
-    booking = services.book_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1], now=now)
-    hold = services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[1:2], now=now)
-    for model, obj in [("booking", booking), ("hold", hold)]:
-        assert staff_client.get(reverse(f"admin:seats_{model}_add")).status_code == 403
-        change_url = reverse(f"admin:seats_{model}_change", args=[obj.pk])
-        assert staff_client.get(change_url).status_code == 200
-        assert staff_client.post(change_url, {"total": "0.00"}).status_code == 403
-        delete_url = reverse(f"admin:seats_{model}_delete", args=[obj.pk])
-        assert staff_client.post(delete_url, {"post": "yes"}).status_code == 403
-    assert Booking.objects.get(pk=booking.pk).total == Decimal("40.00")
-    assert Hold.objects.filter(pk=hold.pk).exists()
-
-
-def test_seat_state_is_not_editable(staff_client, draft_event, event, seat_ids):
-    draft_seat = draft_event.seats.get()
-    url = reverse("admin:seats_seat_change", args=[draft_seat.pk])
-    form = {
-        "section": "A",
-        "row_label": "A",
-        "number": "1",
-        "x": "1",
-        "y": "1",
-        "price": "99.00",
-        "state": "sold",
-    }
-
-    assert staff_client.post(url, form).status_code == 302
-
-    draft_seat.refresh_from_db()
-    assert (draft_seat.price, draft_seat.state) == (Decimal("99.00"), "available")
-
-    # On sale, nothing about a seat is editable.
-    on_sale_url = reverse("admin:seats_seat_change", args=[seat_ids[0]])
-    assert b'name="price"' not in staff_client.get(on_sale_url).content
-    staff_client.post(on_sale_url, form)
-    seat = Seat.objects.get(pk=seat_ids[0])
-    assert (seat.price, seat.state) == (Decimal("40.00"), "available")
-
-
-def test_seats_are_deleted_only_while_their_event_is_a_draft(
-    staff_client, draft_event, event, seat_ids
-):
-    messages = act(staff_client, SEATS, "delete_selected", seat_ids[:1])
-    assert messages == ["Nothing deleted: seats can only be deleted while their event is a draft."]
-    assert Seat.objects.filter(pk=seat_ids[0]).exists()
-
-    draft_seat = draft_event.seats.get()
-    response = staff_client.post(
-        reverse(SEATS),
-        {"action": "delete_selected", "_selected_action": [str(draft_seat.pk)], "post": "yes"},
-    )
-    assert response.status_code == 302
-    assert not Seat.objects.filter(pk=draft_seat.pk).exists()
 
 
 def test_event_form_cannot_change_sale_state_or_version(staff_client, staff, draft_event):
