@@ -18,7 +18,7 @@ from booking_site.settings import production_secret_key
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_EXAMPLE = ROOT / ".env.example"
-SETTINGS_VARIABLE = re.compile(r"""env_(?:str|bool|int|float|list)\(\s*["']([A-Z0-9_]+)["']""")
+SETTINGS_VARIABLE = re.compile(r"""env_\w+\(\s*["']([A-Z0-9_]+)["']""")
 
 
 def env_example() -> dict[str, str]:
