@@ -1,11 +1,20 @@
-"""Sign-up; login and logout are Django's own views under /accounts/."""
+"""Sign-up and login (Django's view); logout and password change are Django's own views.
+
+Both are rate-limited per client address (seats.ratelimits): login form posts, and accounts
+created by sign-up. Past the limit the answer is a plain 429 page with Retry-After.
+"""
+
+from typing import Any
 
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
+
+from seats import ratelimits
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -14,11 +23,25 @@ def signup(request: HttpRequest) -> HttpResponse:
         next_url = ""
     form: UserCreationForm[User]
     if request.method == "POST":
+        decision = ratelimits.signup_allowed(request)
+        if not decision.allowed:
+            return ratelimits.too_many_requests_page(decision, back=request.get_full_path())
         form = UserCreationForm(request.POST)
         if form.is_valid():
             user = form.save()
+            ratelimits.signed_up(request)
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             return redirect(next_url or "event-list")
     else:
         form = UserCreationForm()
     return render(request, "registration/signup.html", {"form": form, "next": next_url})
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login view; each form post counts against the address's login limit."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        decision = ratelimits.login_attempt(request)
+        if not decision.allowed:
+            return ratelimits.too_many_requests_page(decision, back=request.get_full_path())
+        return super().post(request, *args, **kwargs)

@@ -9,8 +9,9 @@ urlpatterns = [
     path("", include("seats.urls")),
     path("api/", include("seats.api_urls")),
     path("accounts/signup/", accounts.signup, name="signup"),
-    # Django's auth views, less password reset: sign-up asks for no e-mail address to send to.
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    # Django's auth views (login rate-limited), less password reset: sign-up asks for no
+    # e-mail address to send to.
+    path("accounts/login/", accounts.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "accounts/password_change/",

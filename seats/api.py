@@ -2,7 +2,9 @@
 
 Session-authenticated; unsafe methods need the CSRF token in the `X-CSRFToken` header.
 Views only parse and validate the request, call one service, and turn its BookingError into
-a JSON answer (see `api_view`). Every error, including 401/405/CSRF, is JSON.
+a JSON answer (see `api_view`). Every error, including 401/405/CSRF, is JSON. Writes are
+rate-limited (seats.ratelimits: 429 with Retry-After); holds and bookings sent with an
+Idempotency-Key are answered once per key (seats.idempotency).
 """
 
 import json
@@ -20,9 +22,9 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 
 from events.models import Event
 
-from . import selectors, services
+from . import idempotency, ratelimits, selectors, services
 from .errors import BookingError, Busy, InvalidRequest, NotFound
-from .models import seat_code
+from .models import Hold, seat_code
 from .parsing import clean_seat_ids, parse_id
 
 View = Callable[..., HttpResponse]
@@ -49,6 +51,8 @@ def error_response(exc: BookingError) -> JsonResponse:
     if isinstance(exc, Busy):
         # Lock waits are short (BOOKING_LOCK_TIMEOUT_MS), so an immediate retry usually works.
         response["Retry-After"] = "1"
+    elif isinstance(exc, ratelimits.RateLimited):
+        response["Retry-After"] = str(exc.retry_after)
     return response
 
 
@@ -76,12 +80,16 @@ def api_view(*methods: str, login_required: bool = True) -> Callable[[View], Vie
     return decorate
 
 
-def _json_body(request: HttpRequest, *, optional: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object. An empty body is {} when `optional`."""
+def _raw_body(request: HttpRequest) -> bytes:
     try:
-        raw = request.body
+        return request.body
     except RequestDataTooBig:
         raise PayloadTooLarge("The request body is too large.") from None
+
+
+def _json_body(request: HttpRequest, *, optional: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object. An empty body is {} when `optional`."""
+    raw = _raw_body(request)
     if optional and not raw.strip():
         return {}
     try:
@@ -113,6 +121,29 @@ def _seats_field(body: dict[str, Any]) -> list[int] | None:
     return None if seats is None else clean_seat_ids(seats)
 
 
+def _once(request: HttpRequest, write: Callable[[], HttpResponse]) -> HttpResponse:
+    """Runs the write, or with an Idempotency-Key header, answers it once per key: a retry
+    gets the first answer again, refusals included (see seats.idempotency)."""
+    key = idempotency.key_from(request)
+    if key is None:
+        return write()
+
+    def respond() -> HttpResponse:
+        try:
+            return write()
+        except Busy:
+            raise  # not an answer to keep: the retry should try again
+        except BookingError as exc:
+            return error_response(exc)
+
+    return idempotency.respond_once(
+        customer_id=_customer(request).pk,
+        key=key,
+        fingerprint=idempotency.fingerprint(request, _raw_body(request)),
+        respond=respond,
+    )
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -139,53 +170,64 @@ def seat_map(request: HttpRequest, event_id: int) -> JsonResponse:
 
 
 @api_view("POST")
-def create_hold(request: HttpRequest, event_id: int) -> JsonResponse:
-    body = _json_body(request)
-    event = _visible_event(request, event_id)
-    hold = services.hold_seats(
-        customer=_customer(request), event_id=event.pk, seat_ids=clean_seat_ids(body.get("seats"))
-    )
-    return JsonResponse(
-        {
-            "hold": hold.pk,
-            "seats": sorted(hold.seats.values_list("pk", flat=True)),
-            "expires_at": _iso(hold.expires_at),
-        },
-        status=201,
-    )
+def create_hold(request: HttpRequest, event_id: int) -> HttpResponse:
+    customer = _customer(request)
+    ratelimits.enforce(ratelimits.seat_action(customer_id=customer.pk, event_id=event_id))
+
+    def hold_seats() -> HttpResponse:
+        body = _json_body(request)
+        event = _visible_event(request, event_id)
+        hold = services.hold_seats(
+            customer=customer, event_id=event.pk, seat_ids=clean_seat_ids(body.get("seats"))
+        )
+        return JsonResponse(
+            {
+                "hold": hold.pk,
+                "seats": sorted(hold.seats.values_list("pk", flat=True)),
+                "expires_at": _iso(hold.expires_at),
+            },
+            status=201,
+        )
+
+    return _once(request, hold_seats)
 
 
 @api_view("POST")
-def create_booking(request: HttpRequest, event_id: int) -> JsonResponse:
-    body = _json_body(request)
-    event = _visible_event(request, event_id)
-    hold_id = None
-    if body.get("hold") is not None:
-        hold_id = parse_id(body["hold"])
-        if hold_id is None or isinstance(body["hold"], str):
-            raise InvalidRequest('"hold" must be a hold id.')
-    booking = services.book_seats(
-        customer=_customer(request),
-        event_id=event.pk,
-        seat_ids=_seats_field(body),
-        hold_id=hold_id,
-    )
-    return JsonResponse(
-        {
-            "booking": booking.pk,
-            "seats": sorted(booking.items.values_list("seat_id", flat=True)),
-            "total": str(booking.total),
-        },
-        status=201,
-    )
+def create_booking(request: HttpRequest, event_id: int) -> HttpResponse:
+    customer = _customer(request)
+    ratelimits.enforce(ratelimits.booking(customer_id=customer.pk))
+
+    def book_seats() -> HttpResponse:
+        body = _json_body(request)
+        event = _visible_event(request, event_id)
+        hold_id = None
+        if body.get("hold") is not None:
+            hold_id = parse_id(body["hold"])
+            if hold_id is None or isinstance(body["hold"], str):
+                raise InvalidRequest('"hold" must be a hold id.')
+        booking = services.book_seats(
+            customer=customer, event_id=event.pk, seat_ids=_seats_field(body), hold_id=hold_id
+        )
+        return JsonResponse(
+            {
+                "booking": booking.pk,
+                "seats": sorted(booking.items.values_list("seat_id", flat=True)),
+                "total": str(booking.total),
+            },
+            status=201,
+        )
+
+    return _once(request, book_seats)
 
 
 @api_view("DELETE")
 def release_hold(request: HttpRequest, hold_id: int) -> JsonResponse:
+    customer = _customer(request)
+    # Counted on the hold's event, with the customer's holds and clicks there.
+    event_id = Hold.objects.filter(pk=hold_id).values_list("event_id", flat=True).first()
+    ratelimits.enforce(ratelimits.seat_action(customer_id=customer.pk, event_id=event_id or 0))
     body = _json_body(request, optional=True)
-    hold = services.release_hold(
-        hold_id=hold_id, actor=_customer(request), seat_ids=_seats_field(body)
-    )
+    hold = services.release_hold(hold_id=hold_id, actor=customer, seat_ids=_seats_field(body))
     return JsonResponse(
         {
             "hold": hold.pk,

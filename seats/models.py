@@ -224,3 +224,31 @@ class SeatChange(models.Model):
 
     def __str__(self) -> str:
         return f"v{self.version} {self.seat}: {self.from_state} -> {self.to_state}"
+
+
+class IdempotencyKey(models.Model):
+    """The answer to one API write sent with an `Idempotency-Key`: a retry with the same key
+    gets this answer again instead of writing twice.
+
+    Written in the same transaction as the write it answers, so a committed write always
+    has its answer here; `status` is null only inside that transaction.
+    """
+
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    key = models.CharField(max_length=255)
+    # sha256 of the method, path and body: the same key on another request is refused.
+    fingerprint = models.CharField(max_length=64)
+    status = models.PositiveSmallIntegerField(null=True)
+    body = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "key"], name="idempotency_key_once"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_key_created")]
+
+    def __str__(self) -> str:
+        return f"{self.key!r} of customer {self.customer_id}: {self.status}"

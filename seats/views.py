@@ -4,7 +4,8 @@ Views parse the request, call one service, and render. With htmx a seat action a
 out-of-band fragments only (the changed seats, the hold panel, the #my-seats style, a
 message); without JavaScript the same forms post normally and get a redirect, or the page
 with the error and a 4xx status. A BookingError never becomes a 500, and a service that
-raised changed nothing.
+raised changed nothing. Seat actions and checkouts are rate-limited per customer
+(seats.ratelimits): past the limit, 429 and nothing is done.
 """
 
 from collections.abc import Iterable
@@ -26,7 +27,7 @@ from django_htmx.middleware import HtmxDetails
 
 from events.models import Event
 
-from . import services
+from . import ratelimits, services
 from .changes import event_counts
 from .errors import BookingError, InvalidRequest
 from .fragments import counts_html, my_seats_style, seat_html
@@ -123,6 +124,22 @@ def _done(
     return redirect("event-detail", event.pk)
 
 
+def _rate_limited(
+    request: HtmxHttpRequest, event: Event, decision: ratelimits.Decision
+) -> HttpResponse:
+    """429 with Retry-After: a message in #toasts with htmx, else a plain page. Renders no
+    seats, so a flood of refused clicks costs next to nothing."""
+    if not request.htmx:
+        return ratelimits.too_many_requests_page(decision, back=event.get_absolute_url())
+    message = ratelimits.RateLimited(decision.retry_after).message
+    response = HttpResponse(
+        render_to_string("seats/_toasts.html", {"message": message, "level": "error", "oob": True}),
+        status=429,
+    )
+    response["Retry-After"] = str(decision.retry_after)
+    return response
+
+
 def _require_login(request: HtmxHttpRequest, event: Event) -> HttpResponse:
     page = event.get_absolute_url()
     if request.htmx:
@@ -136,6 +153,9 @@ def seat_toggle(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
     event = _event(request, event_id)
     if not request.user.is_authenticated:
         return _require_login(request, event)
+    decision = ratelimits.seat_action(customer_id=request.user.pk, event_id=event.pk)
+    if not decision.allowed:
+        return _rate_limited(request, event, decision)
     now = timezone.now()
     try:
         seat_id = _parse(request.POST.get("seat"), "seat")
@@ -181,6 +201,9 @@ def hold_release(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
     event = _event(request, event_id)
     if not request.user.is_authenticated:
         return _require_login(request, event)
+    decision = ratelimits.seat_action(customer_id=request.user.pk, event_id=event.pk)
+    if not decision.allowed:
+        return _rate_limited(request, event, decision)
     now = timezone.now()
     hold = open_hold(customer=request.user, event_id=event.pk, now=now)
     if hold is None:
@@ -199,6 +222,9 @@ def checkout(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
     event = _event(request, event_id)
     if not request.user.is_authenticated:
         return _require_login(request, event)
+    decision = ratelimits.booking(customer_id=request.user.pk)
+    if not decision.allowed:
+        return _rate_limited(request, event, decision)
     now = timezone.now()
     try:
         hold_id = _parse(request.POST.get("hold"), "hold")

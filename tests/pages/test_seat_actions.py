@@ -2,12 +2,14 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from events.models import Event
 from seats import services
-from seats.models import Hold, Seat
+from seats.models import Booking, Hold, Seat
 from tests.conftest import make_event
+from tests.seats.test_ratelimits import freeze_clock, own_rate_limit_counters  # noqa: F401
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -261,3 +263,80 @@ def test_a_seat_value_must_be_plain_digits(client, event, seat_ids, alice, value
 
     assert response.status_code == 400
     assert not Hold.objects.exists()
+
+
+# --- rate limits ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    return freeze_clock(monkeypatch)
+
+
+def test_a_flood_of_clicks_gets_a_429_toast_and_changes_nothing(
+    client, event, seat_ids, alice, bob, clock
+):
+    """The default limit: 30 seat actions per 10 s per customer per event."""
+    client.force_login(alice)
+    answers = [toggle(client, event, seat_ids[0], **HTMX).status_code for _ in range(30)]
+    version = Event.objects.get(pk=event.pk).version
+
+    refused = toggle(client, event, seat_ids[1], **HTMX)
+
+    assert answers == [200] * 30
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "10"
+    html = refused.content.decode()
+    assert '<div id="toasts"' in html and 'hx-swap-oob="innerHTML"' in html
+    assert 'role="alert"' in html and "Too many requests" in html
+    assert "seat-" not in html  # nothing re-rendered for a refused click
+    assert state(seat_ids[1]) == "available"
+    assert Event.objects.get(pk=event.pk).version == version
+    # Another customer clicks on as before.
+    bobs = Client()
+    bobs.force_login(bob)
+    assert toggle(bobs, event, seat_ids[1], **HTMX).status_code == 200
+
+
+def test_without_htmx_a_refused_click_is_a_plain_429_page(
+    client, event, seat_ids, alice, settings, clock
+):
+    settings.RATE_LIMIT_SEAT_ACTIONS = [(1, 60)]
+    client.force_login(alice)
+    toggle(client, event, seat_ids[0])
+
+    refused = toggle(client, event, seat_ids[1])
+
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "60"
+    html = refused.content.decode()
+    assert 'role="alert"' in html and "Too many requests" in html
+    assert f'href="{event.get_absolute_url()}"' in html
+    assert state(seat_ids[1]) == "available"
+
+
+def test_release_all_counts_as_a_seat_action(client, event, seat_ids, alice, settings, clock):
+    settings.RATE_LIMIT_SEAT_ACTIONS = [(2, 10)]
+    client.force_login(alice)
+    toggle(client, event, seat_ids[0], **HTMX)
+    toggle(client, event, seat_ids[1], **HTMX)
+
+    refused = client.post(reverse("hold-release", args=[event.pk]), **HTMX)
+
+    assert refused.status_code == 429
+    assert [state(pk) for pk in seat_ids[:2]] == ["held", "held"]
+    clock.advance(10)
+    assert client.post(reverse("hold-release", args=[event.pk]), **HTMX).status_code == 200
+
+
+def test_checkout_counts_against_the_booking_limit(client, event, seat_ids, alice, settings, clock):
+    settings.RATE_LIMIT_BOOKINGS = [(1, 60)]
+    hold = services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1])
+    client.force_login(alice)
+    client.post(reverse("checkout", args=[event.pk]), {"hold": 999_999}, **HTMX)  # a 404
+
+    refused = client.post(reverse("checkout", args=[event.pk]), {"hold": hold.pk}, **HTMX)
+
+    assert (refused.status_code, refused["Retry-After"]) == (429, "60")
+    assert not Booking.objects.exists()
+    assert state(seat_ids[0]) == "held"

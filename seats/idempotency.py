@@ -1,0 +1,142 @@
+"""Idempotent API writes: a request retried with the same `Idempotency-Key` header gets the
+first answer again (with `Idempotent-Replayed: true`) and changes nothing.
+
+The answer is stored in the database in the same transaction as the write it answers, so a
+booking that committed always has its answer, even if the process died before sending it.
+The key row is inserted first: a concurrent duplicate's insert waits on the unique
+(customer, key) index until the first request commits, then reads its answer (or, if the
+first rolled back, goes ahead itself). So the lock order of an idempotent write is
+key row -> customer row -> hold rows -> seat rows -> event row.
+
+Refusals (4xx) are stored like successes, so a retry gets the same refusal; "busy" (503) is
+not, so a retry tries again. Keys are kept IDEMPOTENCY_KEY_TTL_HOURS: an older key is as good
+as unused, and `prune_idempotency_keys` deletes them.
+"""
+
+import hashlib
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from . import locking
+from .errors import BookingError, InvalidRequest
+from .models import IdempotencyKey
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+# 1-255 visible ASCII characters: no spaces, no control characters.
+_VALID_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_PRUNE_BATCH = 10_000
+
+
+class IdempotencyMismatch(BookingError):
+    """The key was already used for a different request (another body, endpoint or event)."""
+
+    status = 422
+    code = "idempotency_mismatch"
+
+
+def key_from(request: HttpRequest) -> str | None:
+    """The request's Idempotency-Key, or None without one. Raises InvalidRequest when it is
+    not 1-255 visible ASCII characters."""
+    key = request.headers.get(HEADER)
+    if key is None:
+        return None
+    if not _VALID_KEY.fullmatch(key):
+        raise InvalidRequest(f"{HEADER} must be 1 to 255 visible ASCII characters.")
+    return key
+
+
+def fingerprint(request: HttpRequest, body: bytes) -> str:
+    """What must match for a retry to be the same request: method, path and body bytes."""
+    digest = hashlib.sha256(f"{request.method} {request.path_info}\n".encode())
+    digest.update(body)
+    return digest.hexdigest()
+
+
+def ttl() -> timedelta:
+    return timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS)
+
+
+def respond_once(
+    *,
+    customer_id: int,
+    key: str,
+    fingerprint: str,
+    respond: Callable[[], HttpResponse],
+    now: datetime | None = None,
+) -> HttpResponse:
+    """Answers the request once per (customer, key): the first time by calling `respond`
+    and storing its answer in the same transaction; after that with the stored answer,
+    marked as replayed.
+
+    `respond` writes and returns the answer to keep, refusals included; what it raises
+    (Busy above all) rolls everything back and leaves the key unused, so a retry tries
+    again. Raises IdempotencyMismatch if the key was used for another request, and Busy if
+    a lock (the key's included) could not be had in time.
+    """
+    at = now or timezone.now()
+    with locking.locked_transaction():
+        record = _claim(customer_id=customer_id, key=key, fingerprint=fingerprint, now=at)
+        if record.fingerprint != fingerprint:
+            raise IdempotencyMismatch(f"This {HEADER} was already used for another request.")
+        if record.status is not None:
+            return _replay(record)
+        response = respond()
+        record.status = response.status_code
+        record.body = response.content.decode()
+        record.save(update_fields=["status", "body"])
+    return response
+
+
+def _claim(*, customer_id: int, key: str, fingerprint: str, now: datetime) -> IdempotencyKey:
+    """Call inside the transaction. Inserts the key's row, or, if the customer already has
+    it, locks and returns it (waiting for the transaction that inserted it to end). An
+    expired row is taken over as if new."""
+    try:
+        with transaction.atomic():  # a savepoint: the duplicate must not end the transaction
+            return IdempotencyKey.objects.create(
+                customer_id=customer_id, key=key, fingerprint=fingerprint, created_at=now
+            )
+    except IntegrityError:
+        pass
+    record = IdempotencyKey.objects.select_for_update().get(customer_id=customer_id, key=key)
+    if record.created_at <= now - ttl():
+        record.fingerprint, record.status, record.body, record.created_at = (
+            fingerprint,
+            None,
+            "",
+            now,
+        )
+        record.save(update_fields=["fingerprint", "status", "body", "created_at"])
+    return record
+
+
+def _replay(record: IdempotencyKey) -> HttpResponse:
+    response = HttpResponse(record.body, status=record.status, content_type="application/json")
+    response[REPLAYED_HEADER] = "true"
+    return response
+
+
+def prune_idempotency_keys(*, now: datetime | None = None) -> int:
+    """Deletes the keys older than IDEMPOTENCY_KEY_TTL_HOURS, in batches (short
+    transactions). Returns how many were deleted. For the worker's loop, e.g. once a minute.
+    """
+    cutoff = (now or timezone.now()) - ttl()
+    deleted = 0
+    while True:
+        batch = list(
+            IdempotencyKey.objects.filter(created_at__lte=cutoff).values_list("pk", flat=True)[
+                :_PRUNE_BATCH
+            ]
+        )
+        if not batch:
+            return deleted
+        deleted += IdempotencyKey.objects.filter(pk__in=batch, created_at__lte=cutoff).delete()[0]
+        if len(batch) < _PRUNE_BATCH:
+            return deleted

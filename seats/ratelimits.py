@@ -1,0 +1,207 @@
+"""Rate limits that no person reaches and every bot does, shared by all web processes.
+
+Each limit is one or more rates ("30 per 10 s and 120 per minute", settings RATE_LIMIT_*,
+parsed by `booking_site.settings.env_rates`), counted in fixed windows in the Django cache
+(Redis in production, so every process counts together): a window's counter is created with
+`cache.add` and bumped with `cache.incr`, both atomic. A request over any of its rates is
+refused with 429 and a Retry-After of the seconds until that window ends; the refusal
+changes nothing. Refused requests still count, so a client that keeps hammering stays out
+until it stops.
+
+If the cache cannot be reached the request is let through (fail open) and a warning is
+logged: the limits protect the site from floods, they are not what keeps seats safe.
+"""
+
+import ipaddress
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
+from django.http import HttpRequest, HttpResponse
+from django.utils.html import escape
+
+from .errors import BookingError
+
+logger = logging.getLogger(__name__)
+
+# A window's counter outlives its window by this long, so processes whose clocks differ a
+# little never bump a counter that has already expired (Django's Redis `incr` would then
+# create one that never expires).
+_KEY_GRACE_SECONDS = 60
+# At most one "cache unreachable" warning per process this often, not one per request.
+_WARN_EVERY_SECONDS = 60.0
+_last_warning = -math.inf
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a request may go ahead; if not, how many seconds until it may."""
+
+    allowed: bool
+    retry_after: int = 0
+
+
+ALLOWED = Decision(allowed=True)
+
+
+class RateLimited(BookingError):
+    """The client sent more requests than the limit allows; nothing was done."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Too many requests: please wait {wait_text(retry_after)} and try again.")
+        self.retry_after = retry_after
+
+
+def enforce(decision: Decision) -> None:
+    """Raises RateLimited if the decision refuses the request."""
+    if not decision.allowed:
+        raise RateLimited(decision.retry_after)
+
+
+def clock() -> float:
+    """Seconds since the epoch: every process must agree on window boundaries (NTP)."""
+    return time.time()
+
+
+def wait_text(seconds: int) -> str:
+    """ "1 second", "40 seconds", "3 minutes" (rounded up)."""
+    if seconds < 120:
+        return f"{seconds} second{'' if seconds == 1 else 's'}"
+    return f"{math.ceil(seconds / 60)} minutes"
+
+
+def hit(
+    scope: str, ident: str, rates: Sequence[tuple[int, int]], *, now: float | None = None
+) -> Decision:
+    """Counts one request of `ident` (a customer, an address) against each (limit, seconds)
+    rate of `scope`. Returns whether it is within all of them, or the longest wait if not."""
+    return _apply(scope, ident, rates, now=now, count_it=True)
+
+
+def peek(
+    scope: str, ident: str, rates: Sequence[tuple[int, int]], *, now: float | None = None
+) -> Decision:
+    """Whether one more request would be within every rate, without counting it (for
+    limits on what succeeded, counted with `hit` afterwards)."""
+    return _apply(scope, ident, rates, now=now, count_it=False)
+
+
+def _apply(
+    scope: str,
+    ident: str,
+    rates: Sequence[tuple[int, int]],
+    *,
+    now: float | None,
+    count_it: bool,
+) -> Decision:
+    at = clock() if now is None else now
+    cache = caches["default"]
+    retry_after = 0
+    for limit, seconds in rates:
+        window = int(at // seconds)
+        ends = (window + 1) * seconds
+        key = f"ratelimit:{scope}:{ident}:{seconds}:{window}"
+        try:
+            if count_it:
+                over = _bump(cache, key, timeout=math.ceil(ends - at) + _KEY_GRACE_SECONDS) > limit
+            else:
+                over = int(cache.get(key, 0)) >= limit
+        except Exception as exc:  # whatever the backend raises while it is down
+            _warn_unreachable(scope, exc)
+            return ALLOWED
+        if over:
+            retry_after = max(retry_after, max(1, math.ceil(ends - at)))
+    return Decision(allowed=False, retry_after=retry_after) if retry_after else ALLOWED
+
+
+def _bump(cache: BaseCache, key: str, *, timeout: int) -> int:
+    """Adds one to the window's counter and returns it (both steps are atomic in Redis)."""
+    if cache.add(key, 1, timeout):
+        return 1
+    try:
+        return int(cache.incr(key))
+    except ValueError:  # expired between add and incr: this is a new window's first
+        cache.add(key, 1, timeout)
+        return 1
+
+
+def _warn_unreachable(scope: str, exc: Exception) -> None:
+    global _last_warning
+    now = time.monotonic()
+    if now - _last_warning >= _WARN_EVERY_SECONDS:
+        _last_warning = now
+        logger.warning(
+            "Rate limits are off while the cache is unreachable (%s: %s: %s)",
+            scope,
+            type(exc).__name__,
+            exc,
+        )
+
+
+def client_address(request: HttpRequest) -> str:
+    """Who to count per address: REMOTE_ADDR, which uvicorn sets from the trusted proxy's
+    X-Forwarded-For (--proxy-headers --forwarded-allow-ips). An IPv6 client counts by its
+    /64, the block one customer's line gets, so rotating through it does not help a bot."""
+    raw = str(request.META.get("REMOTE_ADDR") or "")
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return raw or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is 192.0.2.1
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+# --- the limits -----------------------------------------------------------------------
+
+
+def seat_action(*, customer_id: int, event_id: int) -> Decision:
+    """A hold, release or seat click by the customer on the event's map."""
+    return hit("seats", f"{customer_id}:{event_id}", settings.RATE_LIMIT_SEAT_ACTIONS)
+
+
+def booking(*, customer_id: int) -> Decision:
+    """A booking attempt by the customer, for any event."""
+    return hit("bookings", str(customer_id), settings.RATE_LIMIT_BOOKINGS)
+
+
+def login_attempt(request: HttpRequest) -> Decision:
+    """A login form post from the request's address."""
+    return hit("login", client_address(request), settings.RATE_LIMIT_LOGIN)
+
+
+def signup_allowed(request: HttpRequest) -> Decision:
+    """Whether the request's address may create another account now (not counted)."""
+    return peek("signup", client_address(request), settings.RATE_LIMIT_SIGNUP)
+
+
+def signed_up(request: HttpRequest) -> None:
+    """Counts an account created from the request's address. Only successful sign-ups
+    count: a form sent back with mistakes does not use up a person's allowance."""
+    hit("signup", client_address(request), settings.RATE_LIMIT_SIGNUP)
+
+
+# --- answers --------------------------------------------------------------------------
+
+
+def too_many_requests_page(decision: Decision, *, back: str = "") -> HttpResponse:
+    """A plain 429 page with Retry-After: cheap to send, however often a bot asks."""
+    message = RateLimited(decision.retry_after).message
+    link = f'<p><a href="{escape(back)}">Back</a></p>' if back else ""
+    response = HttpResponse(
+        '<!doctype html><html lang="en"><meta charset="utf-8"><title>Too many requests</title>'
+        f'<p role="alert">{escape(message)}</p>{link}</html>',
+        status=429,
+    )
+    response["Retry-After"] = str(decision.retry_after)
+    return response

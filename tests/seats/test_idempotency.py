@@ -1,0 +1,299 @@
+"""Idempotency-Key on POST /api/events/<id>/holds and /bookings: a retry gets the first answer
+and changes nothing; the answer is stored with the write, in the same transaction."""
+
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from seats import idempotency, services
+from seats.errors import Busy
+from seats.models import Booking, Hold, IdempotencyKey, Seat
+from tests.conftest import make_event
+from tests.seats.test_ratelimits import own_rate_limit_counters  # noqa: F401 (autouse)
+
+KEY = "3f0c6a9e-5d1b-4f7e-9a51-0b6c2d8e7f10"
+
+
+def post(client, url, body, key=KEY, **headers):
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return client.post(url, data=json.dumps(body), content_type="application/json", headers=headers)
+
+
+@pytest.fixture
+def alice_client(client_for, alice):
+    return client_for(alice)
+
+
+def url(event, path):
+    return f"/api/events/{event.pk}/{path}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["holds", "bookings"])
+def test_a_repeat_gets_the_first_answer_and_changes_nothing(
+    alice_client, event, seat_ids, db_state, path
+):
+    first = post(alice_client, url(event, path), {"seats": seat_ids[:2]})
+    after_first = db_state()
+
+    again = post(alice_client, url(event, path), {"seats": seat_ids[:2]})
+
+    assert first.status_code == again.status_code == 201
+    assert again.content == first.content
+    assert again["Content-Type"] == "application/json"
+    assert again["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first
+    assert db_state() == after_first
+
+
+@pytest.mark.django_db
+def test_without_a_key_a_repeat_is_a_new_request(alice_client, event, seat_ids):
+    first = post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]}, key=None)
+    again = post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]}, key=None)
+
+    assert (first.status_code, again.status_code) == (201, 409)
+    assert IdempotencyKey.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_retry_after_a_lost_answer_gets_the_booking(alice_client, event, seat_ids):
+    """The booking committed but its answer never reached the client (the process died, the
+    connection dropped): the retry finds the booking instead of a 409 for its own seats."""
+    post(alice_client, url(event, "bookings"), {"seats": seat_ids[:2]})  # answer lost
+
+    retry = post(alice_client, url(event, "bookings"), {"seats": seat_ids[:2]})
+
+    [booking] = Booking.objects.all()
+    assert retry.status_code == 201
+    assert retry.json() == {"booking": booking.pk, "seats": seat_ids[:2], "total": "80.00"}
+    assert retry["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_answer_is_committed_with_the_booking_or_not_at_all(
+    alice, event, seat_ids, monkeypatch
+):
+    """If the answer cannot be stored, the booking is not kept either: a committed booking
+    always has its answer for a retry."""
+    client = Client()
+    client.force_login(alice)
+
+    real_save = IdempotencyKey.save
+    booked_before_failing = []
+
+    def save(record, *args, **kwargs):
+        if kwargs.get("update_fields"):  # storing the answer, after the booking
+            booked_before_failing.append(Booking.objects.exists())
+            raise RuntimeError("the process dies before the answer is stored")
+        real_save(record, *args, **kwargs)
+
+    monkeypatch.setattr(IdempotencyKey, "save", save)
+    client.raise_request_exception = True
+    with pytest.raises(RuntimeError):
+        post(client, url(event, "bookings"), {"seats": seat_ids[:2]})
+
+    assert booked_before_failing == [True]
+    assert not Booking.objects.exists()
+    assert not IdempotencyKey.objects.exists()
+    assert set(Seat.objects.filter(pk__in=seat_ids[:2]).values_list("state", flat=True)) == {
+        "available"
+    }
+    monkeypatch.undo()
+    retry = post(client, url(event, "bookings"), {"seats": seat_ids[:2]})
+    assert retry.status_code == 201
+    assert "Idempotent-Replayed" not in retry
+    assert IdempotencyKey.objects.get().status == 201
+
+
+@pytest.mark.django_db
+def test_the_announcement_goes_out_once_after_commit(
+    alice_client, event, seat_ids, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as first:
+        post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]})
+    with django_capture_on_commit_callbacks() as again:
+        post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]})
+
+    assert len(first) == 1
+    assert again == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "body", "other_event"),
+    [
+        pytest.param("bookings", {"seats": "<other seats>"}, False, id="another-body"),
+        pytest.param("holds", {"seats": "<same seats>"}, False, id="another-endpoint"),
+        pytest.param("bookings", {"seats": "<same seats>"}, True, id="another-event"),
+    ],
+)
+def test_the_same_key_for_another_request_is_422(
+    alice_client, venue, event, seat_ids, db_state, path, body, other_event
+):
+    post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]})
+    target = make_event(venue, name="Other") if other_event else event
+    seats = {"<other seats>": seat_ids[1:2], "<same seats>": seat_ids[:1]}[body["seats"]]
+    before = db_state()
+
+    response = post(alice_client, url(target, path), {"seats": seats})
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "idempotency_mismatch"
+    assert db_state() == before
+
+
+@pytest.mark.django_db
+def test_another_customers_same_key_is_independent(alice_client, bob, client_for, event, seat_ids):
+    alices = post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]})
+    bobs = post(client_for(bob), url(event, "bookings"), {"seats": seat_ids[1:2]})
+
+    assert alices.status_code == bobs.status_code == 201
+    assert "Idempotent-Replayed" not in bobs
+    assert alices.json()["booking"] != bobs.json()["booking"]
+    assert Booking.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_refusal_is_answered_again_even_after_the_seats_came_free(
+    alice_client, bob, event, seat_ids, db_state
+):
+    bobs = services.hold_seats(customer=bob, event_id=event.pk, seat_ids=seat_ids[:1])
+    refused = post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]})
+    services.release_hold(hold_id=bobs.pk, actor=bob)
+    before = db_state()
+
+    again = post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]})
+
+    assert refused.status_code == again.status_code == 409
+    assert again.content == refused.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert db_state() == before
+
+
+@pytest.mark.django_db
+def test_busy_is_not_stored_so_the_retry_tries_again(alice_client, event, seat_ids, monkeypatch):
+    real = services.book_seats
+
+    def busy(**kwargs):
+        raise Busy("These seats are busy right now; please try again.")
+
+    monkeypatch.setattr(services, "book_seats", busy)
+    first = post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]})
+    monkeypatch.setattr(services, "book_seats", real)
+    retry = post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]})
+
+    assert (first.status_code, first["Retry-After"]) == (503, "1")
+    assert retry.status_code == 201
+    assert "Idempotent-Replayed" not in retry
+    assert Booking.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "key",
+    ["", "two words", "tab\tkey", "caf\u00e9", "x" * 256],
+    ids=["empty", "space", "control", "non-ascii", "too-long"],
+)
+def test_a_malformed_key_is_400_and_changes_nothing(alice_client, event, seat_ids, db_state, key):
+    before = db_state()
+
+    response = post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]}, key=key)
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid")
+    assert "Idempotency-Key" in response.json()["error"]
+    assert db_state() == before
+    assert not IdempotencyKey.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_key_of_255_visible_characters_is_fine(alice_client, event, seat_ids):
+    key = "".join(chr(c) for c in range(0x21, 0x7F)) * 3  # 282 characters
+    response = post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]}, key=key[:255])
+
+    assert response.status_code == 201
+
+
+# --- expiry ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_expired_key_is_as_good_as_new(alice_client, event, seat_ids, settings):
+    settings.IDEMPOTENCY_KEY_TTL_HOURS = 1
+    post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]})
+    IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=1, seconds=1))
+
+    other = post(alice_client, url(event, "bookings"), {"seats": seat_ids[1:2]})
+
+    assert other.status_code == 201
+    assert "Idempotent-Replayed" not in other
+    assert Booking.objects.count() == 2
+    assert IdempotencyKey.objects.get().status == 201
+
+
+@pytest.mark.django_db
+def test_prune_deletes_only_expired_keys(alice, bob, now, settings):
+    settings.IDEMPOTENCY_KEY_TTL_HOURS = 24
+    for customer, age in [(alice, 25), (alice, 24), (bob, 23), (bob, 0)]:
+        IdempotencyKey.objects.create(
+            customer=customer,
+            key=f"k{age}",
+            fingerprint="f",
+            status=201,
+            body="{}",
+            created_at=now - timedelta(hours=age),
+        )
+
+    assert idempotency.prune_idempotency_keys(now=now) == 2
+    assert sorted(IdempotencyKey.objects.values_list("key", flat=True)) == ["k0", "k23"]
+    assert idempotency.prune_idempotency_keys(now=now) == 0
+
+
+# --- concurrent duplicates on PostgreSQL ----------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["holds", "bookings"])
+def test_concurrent_duplicates_write_once_and_get_the_same_answer(
+    alice, event, seat_ids, settings, path
+):
+    """Five copies of one request at once (a client retrying while the first is still in
+    flight): the first writes, the others wait for its commit and answer what it did."""
+    settings.BOOKING_LOCK_TIMEOUT_MS = 30_000
+    copies = 5
+    clients = []
+    for _ in range(copies):
+        client = Client()
+        client.force_login(alice)
+        clients.append(client)
+    barrier = threading.Barrier(copies, timeout=60)
+    answers: list = [None] * copies
+
+    def send(index):
+        try:
+            connection.ensure_connection()
+            barrier.wait()
+            answers[index] = post(clients[index], url(event, path), {"seats": seat_ids[:2]})
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert not any(thread.is_alive() for thread in threads)
+    assert [a.status_code for a in answers] == [201] * copies
+    assert len({a.content for a in answers}) == 1
+    assert sum("Idempotent-Replayed" in a for a in answers) == copies - 1
+    assert (Booking if path == "bookings" else Hold).objects.count() == 1
+    assert IdempotencyKey.objects.count() == 1
+    event.refresh_from_db()
+    assert event.version == 1  # one change, not five
