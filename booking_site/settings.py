@@ -318,3 +318,10 @@ RATE_LIMIT_LOGIN = env_rates("RATE_LIMIT_LOGIN", "10/1m")
 RATE_LIMIT_SIGNUP = env_rates("RATE_LIMIT_SIGNUP", "5/1h")
 # How long the answer to an API write sent with an Idempotency-Key is kept for its retries.
 IDEMPOTENCY_KEY_TTL_HOURS = env_float("IDEMPOTENCY_KEY_TTL_HOURS", 24)
+
+# --- Audit retention ---
+# Days of seat changes kept (the admin's audit log and what reconnecting viewers replay);
+# the worker deletes older ones hourly (`manage.py prune_seat_changes`).
+SEAT_CHANGE_RETENTION_DAYS = env_int("SEAT_CHANGE_RETENTION_DAYS", 30)
+if SEAT_CHANGE_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("SEAT_CHANGE_RETENTION_DAYS must be at least 1 (days).")

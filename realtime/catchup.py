@@ -4,6 +4,7 @@ import time
 from datetime import datetime
 
 from django.conf import settings
+from django.db.models import Min
 from django.utils import timezone
 
 from events.models import Event
@@ -40,6 +41,19 @@ def _whole_map_frame(event: Event, *, now: datetime) -> str:
     return frame
 
 
+def _log_replays_from(event_id: int, since: int) -> bool:
+    """Whether the retained change log still holds every change after version `since`.
+
+    Pruning (seats.sweeper.prune_seat_changes) deletes a prefix of each event's log by
+    version, so what is left is complete from its oldest version on. Versions before that
+    may have changed seats (pruned) or only opened or closed the sale (never logged); the
+    two look alike, so a viewer from before the oldest logged change gets a whole map: more
+    than it needed at worst, never less.
+    """
+    oldest = SeatChange.objects.filter(event_id=event_id).aggregate(oldest=Min("version"))
+    return oldest["oldest"] is not None and oldest["oldest"] <= since + 1
+
+
 def catch_up_frame(*, event_id: int, since: int | None) -> tuple[int, str | None]:
     """Returns (version, frame) bringing a viewer at `since` up to at least `version`, or
     (version, None) when it has missed nothing.
@@ -47,7 +61,8 @@ def catch_up_frame(*, event_id: int, since: int | None) -> tuple[int, str | None
     The version is read before the seats, so the frame is at least that new; changes after
     it reach the viewer as deltas, which it applies in version order. A whole map is a
     "reset": the client takes it and its version even when it believed itself further on
-    (a database restored from a backup has gone back in time).
+    (a database restored from a backup has gone back in time). A viewer further behind than
+    REALTIME_CATCHUP_LIMIT versions, or than the retained change log reaches back, gets one.
     """
     event = Event.objects.get(pk=event_id)
     version = event.version
@@ -58,11 +73,14 @@ def catch_up_frame(*, event_id: int, since: int | None) -> tuple[int, str | None
     counts = counts_html(event_counts(event), oob=True)
     if since is None or since > version or version - since > settings.REALTIME_CATCHUP_LIMIT:
         return version, _whole_map_frame(event, now=now)
-    changed = (
+    changed = list(
         SeatChange.objects.filter(event_id=event_id, version__gt=since)
         .values_list("seat_id", flat=True)
         .distinct()
     )
+    # Asked after reading the changes: a prune meanwhile only raises the oldest version.
+    if not _log_replays_from(event_id, since):
+        return version, _whole_map_frame(event, now=now)
     seats = public_seats(event_id=event_id, now=now, seat_ids=changed)
     marker = version_marker(kind=FrameKind.SYNC, version=version)
     return version, marker + banner + "".join(seat_html(s, oob=True) for s in seats) + counts
