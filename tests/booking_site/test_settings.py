@@ -173,3 +173,37 @@ def test_processes_on_one_redis_share_the_cache_and_prefixes_keep_deployments_ap
         assert read(os.environ["REDIS_PREFIX"] + "-other") == "None"
     finally:
         cache.delete(key)
+
+
+def test_behind_a_tls_proxy_http_redirects_and_https_gets_hsts(tmp_path):
+    """With .env.example's HTTPS settings and the proxy's header named, a request the proxy
+    marks as HTTPS is served with HSTS; any other is redirected to HTTPS."""
+    env = production_env(
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="testserver",
+        SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'unused.sqlite3'}",
+        REDIS_URL="",
+    )
+    code = (
+        "from django.test import Client\n"
+        "path = '/static/realtime/live.js'\n"
+        "secure = Client().get(path, headers={'X-Forwarded-Proto': 'https'})\n"
+        "plain = Client().get(path)\n"
+        "print(secure.status_code, secure['Strict-Transport-Security'])\n"
+        "print(plain.status_code, plain['Location'])\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    secure, plain = result.stdout.splitlines()[-2:]
+    assert secure == "200 max-age=31536000; includeSubDomains; preload"
+    assert plain == "301 https://testserver/static/realtime/live.js"
