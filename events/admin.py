@@ -43,10 +43,10 @@ def annotate_occupancy(queryset: QuerySet[Event], *, now: datetime) -> QuerySet[
     )
 
 
-def _occupancy_column(state: str) -> Callable[[Event], int]:
+def _occupancy_column(state: str) -> Callable[[Event], str]:
     @admin.display(description=state, ordering=f"n_{state}")
-    def column(obj: Event) -> int:
-        return int(getattr(obj, f"n_{state}"))
+    def column(obj: Event) -> str:
+        return str(getattr(obj, f"n_{state}"))
 
     column.__name__ = f"occupancy_{state}"
     return column
