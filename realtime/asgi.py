@@ -2,6 +2,9 @@
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import ParseResult
 
 from channels.auth import get_user
 from channels.routing import ProtocolTypeRouter, URLRouter
@@ -13,24 +16,36 @@ from django.utils.module_loading import import_string
 from seats.sweeper import sweep_forever
 
 from .feed import registry
+from .publish import flush_publisher
 from .routing import websocket_urlpatterns
 
 logger = logging.getLogger(__name__)
 
+# ASGI's shapes, as Django's own handler declares them.
+Scope = dict[str, Any]
+Message = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-class AllowedHostsOriginValidator(OriginValidator):
+# Announcements still queued at shutdown get this long to go out.
+SHUTDOWN_PUBLISH_WAIT = 1.0
+
+
+# channels ships no type hints, so OriginValidator is Any to mypy (see consumers.py).
+class AllowedHostsOriginValidator(OriginValidator):  # type: ignore[misc]
     """Channels' validator of that name, but reading ALLOWED_HOSTS as each socket connects
     rather than once at import (so it always agrees with the HTTP side)."""
 
-    def __init__(self, application) -> None:
+    def __init__(self, application: ASGIApp) -> None:
         super().__init__(application, [])
 
-    def valid_origin(self, parsed_origin) -> bool:
+    def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
         hosts = settings.ALLOWED_HOSTS
         if settings.DEBUG and not hosts:
             hosts = ["localhost", "127.0.0.1", "[::1]"]
         self.allowed_origins = hosts
-        return super().valid_origin(parsed_origin)
+        return bool(super().valid_origin(parsed_origin))
 
 
 class SessionUserMiddleware:
@@ -41,30 +56,31 @@ class SessionUserMiddleware:
     frame of the fan-out.
     """
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         header = dict(scope.get("headers", ())).get(b"cookie", b"")
         cookies = parse_cookie(header.decode("latin-1"))
         store = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
         scope = {**scope, "session": store(cookies.get(settings.SESSION_COOKIE_NAME))}
         scope["user"] = await get_user(scope)
-        return await self.app(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 class Lifespan:
     """Runs the hold sweeper inside the web process when there is no separate worker
     (the embedded default), and leaves channel-layer groups cleanly on shutdown."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         stop = asyncio.Event()
-        sweeper = None
+        sweeper: asyncio.Task[None] | None = None
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -79,10 +95,11 @@ class Lifespan:
                 if sweeper is not None:
                     await sweeper
                 await registry().close()
+                await asyncio.to_thread(flush_publisher, SHUTDOWN_PUBLISH_WAIT)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
 
-def build_application(django_asgi_app):
+def build_application(django_asgi_app: ASGIApp) -> ASGIApp:
     websocket = AllowedHostsOriginValidator(SessionUserMiddleware(URLRouter(websocket_urlpatterns)))
     return Lifespan(ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket}))

@@ -1,11 +1,27 @@
-"""Hands committed seat changes to the event's Channels group (seats_changed receiver)."""
+"""Hands committed seat changes to every process's viewers (the seats_changed receiver).
+
+A committing request never waits on the channel layer. It renders the change's frame and
+queues it for its process's one publisher: a daemon thread with an event loop of its own,
+which publishes the frames in the order they were queued. A frame that cannot be published
+(the queue is full, Redis is down or stopped answering) is dropped and logged: viewers repair
+the gap from the database through their version checks, the heartbeat and resync.
+
+The in-memory channel layer (one process: the embedded default and the tests) is published
+to at once instead: it never waits on anything, and its queues belong to the server's event
+loop, which `async_to_sync` reaches from a request's thread and a thread of ours would not.
+"""
 
 import asyncio
 import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from seats.payloads import SeatDelta
 
@@ -18,20 +34,133 @@ def event_group(event_id: int) -> str:
     return f"event-{event_id}"
 
 
-# Longest a committed request waits on the channel layer: a Redis that stopped answering
-# must not hang the customer's request. A lost publish is repaired by the heartbeat.
+# Longest one publish may take before the frame is given up.
 PUBLISH_TIMEOUT = 2.0
+# Frames waiting for the publisher; beyond this they are dropped, not queued.
+QUEUE_CAPACITY = 1000
+# A frame this old when its turn comes is dropped unsent: after a stuck Redis, publishing
+# resumes with current changes instead of working through a backlog first.
+MAX_FRAME_AGE = 5.0
 
 
-async def _publish(group: str, message: DeltaMessage) -> None:
-    await asyncio.wait_for(get_channel_layer().group_send(group, message), PUBLISH_TIMEOUT)
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class _Frame:
+    queued_at: float
+    group: str
+    message: DeltaMessage
+
+
+class Publisher:
+    """Publishes frames from one daemon thread, in the order they were submitted."""
+
+    def __init__(self, *, capacity: int = QUEUE_CAPACITY) -> None:
+        self._queue: queue.Queue[_Frame | threading.Event] = queue.Queue(capacity)
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._drop_lock = threading.Lock()
+        self._dropped = 0
+
+    def submit(self, group: str, message: DeltaMessage) -> None:
+        """Queues the message for publishing; never blocks."""
+        self._ensure_thread()
+        try:
+            self._queue.put_nowait(_Frame(time.monotonic(), group, message))
+        except queue.Full:
+            self._drop(message, "the publish queue is full")
+
+    def flush(self, timeout: float) -> bool:
+        """Waits until every frame submitted so far is published or dropped. Returns False
+        if that took longer than `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        self._ensure_thread()
+        done = threading.Event()
+        try:
+            self._queue.put(done, timeout=timeout)
+        except queue.Full:
+            return False
+        return done.wait(max(0.0, deadline - time.monotonic()))
+
+    def _ensure_thread(self) -> None:
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="realtime-publisher", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        with asyncio.Runner() as runner:
+            while True:
+                item = self._queue.get()
+                if isinstance(item, threading.Event):
+                    item.set()
+                elif time.monotonic() - item.queued_at > MAX_FRAME_AGE:
+                    self._drop(item.message, "it waited too long to be published")
+                else:
+                    try:
+                        runner.run(self._publish(item))
+                    except Exception as exc:
+                        self._drop(item.message, _describe(exc))
+                    else:
+                        self._published()
+
+    async def _publish(self, frame: _Frame) -> None:
+        layer = get_channel_layer()
+        await asyncio.wait_for(layer.group_send(frame.group, frame.message), PUBLISH_TIMEOUT)
+
+    def _drop(self, message: DeltaMessage, reason: str) -> None:
+        # Logged once per outage: a rush while Redis is down would otherwise log every frame.
+        with self._drop_lock:
+            self._dropped += 1
+            first = self._dropped == 1
+        if first:
+            logger.warning(
+                "Live updates are not being published (%s): dropped version %s of event %s "
+                "and will drop any more until publishing works again",
+                reason,
+                message["version"],
+                message["event"],
+            )
+
+    def _published(self) -> None:
+        with self._drop_lock:
+            dropped, self._dropped = self._dropped, 0
+        if dropped:
+            logger.warning("Publishing live updates again, after dropping %d", dropped)
+
+
+_publisher: Publisher | None = None
+_publisher_pid = 0
+_publisher_lock = threading.Lock()
+
+
+def publisher() -> Publisher:
+    """This process's publisher (a forked child gets a fresh one: threads do not fork)."""
+    global _publisher, _publisher_pid
+    with _publisher_lock:
+        if _publisher is None or _publisher_pid != os.getpid():
+            _publisher, _publisher_pid = Publisher(), os.getpid()
+        return _publisher
+
+
+def flush_publisher(timeout: float) -> bool:
+    """Waits until this process's queued announcements are published or dropped (at
+    shutdown, and in tests). Returns False if that took longer than `timeout` seconds."""
+    with _publisher_lock:
+        current = _publisher if _publisher_pid == os.getpid() else None
+    return current.flush(timeout) if current is not None else True
 
 
 def announce_delta(delta: SeatDelta) -> None:
-    """Renders the delta's frame once and publishes it to every process's viewers.
+    """Renders the delta's frame once and hands it on for every process's viewers, without
+    waiting for it to be published.
 
-    Runs after commit, so it must not fail the request: a lost announcement is logged and
-    viewers recover it through the version check in the heartbeat.
+    Runs after commit, so it never raises: a lost announcement is logged, and viewers
+    recover it through their version checks.
     """
     try:
         message: DeltaMessage = {
@@ -40,7 +169,12 @@ def announce_delta(delta: SeatDelta) -> None:
             "version": delta["version"],
             "frame": delta_frame(delta),
         }
-        async_to_sync(_publish)(event_group(delta["event"]), message)
+        group = event_group(delta["event"])
+        layer = get_channel_layer()
+        if isinstance(layer, InMemoryChannelLayer):
+            async_to_sync(layer.group_send)(group, message)
+        else:
+            publisher().submit(group, message)
     except Exception:
         logger.exception(
             "Could not announce version %s of event %s", delta.get("version"), delta.get("event")

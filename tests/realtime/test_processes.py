@@ -1,21 +1,16 @@
 """Real uvicorn processes sharing PostgreSQL and Redis, driven through real sockets."""
 
 import asyncio
-import json
 import os
-import re
-import urllib.request
 
 import pytest
 import websockets
 
 from seats.models import Seat
+from tests.realtime.viewers import Viewer, post_json
 from tests.servers import Server, session_headers
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
-
-MARKER = re.compile(r'^<div id="live-version" data-kind="(\w+)" data-version="(\d+)"')
-SEAT = re.compile(r'id="seat-(\d+)"[^>]*?data-state="(\w+)"')
 
 
 @pytest.fixture
@@ -25,48 +20,6 @@ def servers(tmp_path):
     yield started
     for server in started:
         server.stop()
-
-
-def post_json(server: Server, path: str, body: dict, headers: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        server.origin + path, data=json.dumps(body).encode(), headers=headers, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-class Viewer:
-    """A browser's view of the map: applies frames in version order, as live.js does."""
-
-    def __init__(self, server: Server, event_id: int, version: int) -> None:
-        self.server, self.event_id, self.version = server, event_id, version
-        self.states: dict[int, str] = {}
-        self.ws = None
-
-    async def connect(self) -> "Viewer":
-        self.ws = await websockets.connect(
-            self.server.ws_url(self.event_id, self.version),
-            origin=self.server.origin,
-            max_queue=None,
-            open_timeout=10,
-        )
-        return self
-
-    def apply(self, frame: str) -> None:
-        kind, version = MARKER.match(frame).groups()
-        version = int(version)
-        if kind == "heartbeat" or version <= self.version and kind == "delta":
-            return
-        self.states.update({int(i): s for i, s in SEAT.findall(frame)})
-        self.version = max(self.version, version)
-
-    async def wait_for(self, seat_id: int, state: str, timeout: float = 10) -> None:
-        async with asyncio.timeout(timeout):
-            while self.states.get(seat_id) != state:
-                self.apply(await self.ws.recv())
 
 
 def test_booking_on_one_process_reaches_viewers_on_both(servers, event, seat_ids, alice):
