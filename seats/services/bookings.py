@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.contrib.auth.models import User
 from django.db import IntegrityError
 
-from .. import changes, locking
+from .. import locking
 from ..errors import Conflict, InvalidRequest, NotFound, SeatsUnavailable
 from ..models import Booking, BookingSeat, Hold, Seat, SeatState
 from ..parsing import clean_seat_ids
@@ -64,22 +64,16 @@ def book_seats(
             total=sum((s.price for s in seats), Decimal("0")),
         )
         _record_booked_seats(booking, seats)
-        replaced = {s.hold_id for s in seats if s.hold_id}
-        own = {hold.pk} if hold else set()
-
-        def end_emptied_holds() -> None:
-            rules.end_holds_left_empty(replaced - own, reason=Hold.EndReason.EXPIRED, now=at)
-            rules.end_holds_left_empty(own, reason=Hold.EndReason.BOOKED, now=at)
-
-        changes.commit_transitions(
+        rules.take_seats(
             event_id=event.pk,
-            transitions=rules.to_state(free, SeatState.SOLD)
-            + [changes.Transition(seat=s, to_state=SeatState.SOLD) for s in mine],
+            free=free,
+            mine=mine,
+            to=SeatState.SOLD,
+            own_hold=hold,
+            own_hold_reason=Hold.EndReason.BOOKED,
             actor_id=customer.pk,
             cause="book",
             now=at,
-            require_on_sale=True,
-            after_seats_written=end_emptied_holds,
         )
     return booking
 
@@ -131,12 +125,7 @@ def cancel_booking(*, booking_id: int, actor: User, now: datetime | None = None)
         booking.items.update(active=False)
         booking.cancelled_at = at
         booking.save(update_fields=["cancelled_at"])
-        changes.commit_transitions(
-            event_id=booking.event_id,
-            transitions=rules.back_on_sale(seats),
-            actor_id=actor.pk,
-            cause="cancel",
-            now=at,
-            require_on_sale=False,
+        rules.free_seats(
+            event_id=booking.event_id, seats=seats, actor_id=actor.pk, cause="cancel", now=at
         )
     return booking

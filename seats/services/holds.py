@@ -7,7 +7,7 @@ from datetime import datetime
 
 from django.contrib.auth.models import User
 
-from .. import changes, locking
+from .. import locking
 from ..errors import Busy, Conflict, NotFound, SeatsUnavailable, UnknownSeats
 from ..models import Hold, Seat, SeatState, visible_state
 from ..parsing import clean_seat_ids
@@ -53,17 +53,14 @@ def hold_seats(
                 event=event, customer=customer, created_at=at, expires_at=at + event.hold_duration
             )
         if free:
-            replaced = {s.hold_id for s in free if s.hold_id}
-            changes.commit_transitions(
+            rules.take_seats(
                 event_id=event.pk,
-                transitions=rules.to_state(free, SeatState.HELD, hold=hold),
+                free=free,
+                to=SeatState.HELD,
+                hold=hold,
                 actor_id=customer.pk,
                 cause="hold",
                 now=at,
-                require_on_sale=True,
-                after_seats_written=lambda: rules.end_holds_left_empty(
-                    replaced, reason=Hold.EndReason.EXPIRED, now=at
-                ),
             )
     return hold
 
@@ -94,14 +91,13 @@ def release_hold(
                 raise UnknownSeats("These seats are not in this hold.", seats=unknown)
             seats = [s for s in seats if s.pk in wanted]
         if seats:
-            seen = SeatState.HELD if hold.is_active(at) else SeatState.AVAILABLE
-            changes.commit_transitions(
+            rules.free_seats(
                 event_id=hold.event_id,
-                transitions=rules.back_on_sale(seats, seen=seen),
+                seats=seats,
+                seen=SeatState.HELD if hold.is_active(at) else SeatState.AVAILABLE,
                 actor_id=actor.pk,
                 cause="release",
                 now=at,
-                require_on_sale=False,
             )
         rules.end_holds_left_empty([hold.pk], reason=Hold.EndReason.RELEASED, now=at)
         hold.refresh_from_db()
@@ -189,13 +185,13 @@ def _expire_event_holds(*, event_id: int, hold_ids: list[int], now: datetime) ->
         expired = [h.pk for h in holds.values() if h.ended_at is None and h.expires_at <= now]
         seats = locking.lock_seats_of_holds(expired)
         if seats:
-            changes.commit_transitions(
+            rules.free_seats(
                 event_id=event_id,
-                transitions=rules.back_on_sale(seats, seen=SeatState.HELD),
+                seats=seats,
+                seen=SeatState.HELD,
                 actor_id=None,
                 cause="expire",
                 now=now,
-                require_on_sale=False,
             )
         Hold.objects.filter(pk__in=expired).update(ended_at=now, end_reason=Hold.EndReason.EXPIRED)
     return len(seats)

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from events.models import Event
 
-from .. import locking
+from .. import changes, locking
 from ..changes import Transition
 from ..errors import LimitExceeded, NotFound, SaleNotOpen, SeatsUnavailable, UnknownSeats
 from ..models import BookingSeat, Hold, Seat, SeatState
@@ -83,15 +83,68 @@ def seen_state(seat: Seat) -> str:
     return SeatState.AVAILABLE if seat.state == SeatState.HELD else seat.state
 
 
-def to_state(seats: Iterable[Seat], state: str, *, hold: Hold | None = None) -> list[Transition]:
-    """Transitions taking seats that are free (or under a lapsed hold) to `state`."""
-    return [Transition(seat=s, to_state=state, hold=hold, from_state=seen_state(s)) for s in seats]
+def take_seats(
+    *,
+    event_id: int,
+    free: list[Seat],
+    to: str,
+    actor_id: int,
+    cause: str,
+    now: datetime,
+    hold: Hold | None = None,
+    mine: Sequence[Seat] = (),
+    own_hold: Hold | None = None,
+    own_hold_reason: str = "",
+) -> int:
+    """Call with the seat rows locked and claimed (claim_seats). Moves `free` seats (maybe
+    under a lapsed hold) and the customer's own held seats `mine` to state `to` (into `hold`
+    when holding), then ends the holds they left empty: lapsed ones as expired, the
+    customer's `own_hold` with `own_hold_reason`. Only while sales are open for customers;
+    staff (cause "block") may act on a closed sale. Returns the new event version."""
+    own = {own_hold.pk} if own_hold else set()
+    replaced = {s.hold_id for s in [*free, *mine] if s.hold_id} - own
+
+    def end_emptied_holds() -> None:
+        end_holds_left_empty(replaced, reason=Hold.EndReason.EXPIRED, now=now)
+        if own:
+            end_holds_left_empty(own, reason=own_hold_reason, now=now)
+
+    return changes.commit_transitions(
+        event_id=event_id,
+        transitions=[
+            Transition(seat=s, to_state=to, hold=hold, from_state=seen_state(s)) for s in free
+        ]
+        + [Transition(seat=s, to_state=to, hold=hold) for s in mine],
+        actor_id=actor_id,
+        cause=cause,
+        now=now,
+        require_on_sale=cause != "block",
+        after_seats_written=end_emptied_holds,
+    )
 
 
-def back_on_sale(seats: Iterable[Seat], *, seen: str | None = None) -> list[Transition]:
-    """Transitions putting seats back on sale; `seen` is what viewers saw before, when it
-    differs from the stored state (a lapsed hold already looked free)."""
-    return [Transition(seat=s, to_state=SeatState.AVAILABLE, from_state=seen) for s in seats]
+def free_seats(
+    *,
+    event_id: int,
+    seats: list[Seat],
+    actor_id: int | None,
+    cause: str,
+    now: datetime,
+    seen: str | None = None,
+) -> int:
+    """Call with the seat rows locked. Puts the seats back on sale, whether or not sales are
+    open; `seen` is what viewers saw before when it differs from the stored state (a seat
+    under a lapsed hold already looked free). Returns the new event version."""
+    return changes.commit_transitions(
+        event_id=event_id,
+        transitions=[
+            Transition(seat=s, to_state=SeatState.AVAILABLE, from_state=seen) for s in seats
+        ],
+        actor_id=actor_id,
+        cause=cause,
+        now=now,
+        require_on_sale=False,
+    )
 
 
 def check_seat_limit(*, customer_id: int, event: Event, adding: list[Seat], now: datetime) -> None:

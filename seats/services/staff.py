@@ -38,17 +38,13 @@ def block_seats(
             raise SeatsUnavailable("Held or sold seats cannot be blocked.", seats=busy)
         changing = [s for s in seats if s.state != SeatState.BLOCKED]
         if changing:
-            replaced = {s.hold_id for s in changing if s.hold_id}
-            changes.commit_transitions(
+            rules.take_seats(
                 event_id=event_id,
-                transitions=rules.to_state(changing, SeatState.BLOCKED),
+                free=changing,
+                to=SeatState.BLOCKED,
                 actor_id=actor.pk,
                 cause="block",
                 now=at,
-                require_on_sale=False,
-                after_seats_written=lambda: rules.end_holds_left_empty(
-                    replaced, reason=Hold.EndReason.EXPIRED, now=at
-                ),
             )
     return len(changing)
 
@@ -63,13 +59,12 @@ def unblock_seats(
         seats = rules.lock_event_seats(event_id, ids)
         changing = [s for s in seats if s.state == SeatState.BLOCKED]
         if changing:
-            changes.commit_transitions(
+            rules.free_seats(
                 event_id=event_id,
-                transitions=rules.back_on_sale(changing),
+                seats=changing,
                 actor_id=actor.pk,
                 cause="unblock",
                 now=rules.clock(now),
-                require_on_sale=False,
             )
     return len(changing)
 
