@@ -257,11 +257,19 @@ def test_prune_deletes_only_expired_keys(alice, bob, now, settings):
 # --- concurrent duplicates on PostgreSQL ----------------------------------------------
 
 
+@pytest.fixture
+def own_pool():
+    """A pool of this test's own: the threads' connections do not outlive it."""
+    connection.close_pool()
+    yield
+    connection.close_pool()
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", ["holds", "bookings"])
 def test_concurrent_duplicates_write_once_and_get_the_same_answer(
-    alice, event, seat_ids, settings, path
+    own_pool, alice, event, seat_ids, settings, path
 ):
     """Five copies of one request at once (a client retrying while the first is still in
     flight): the first writes, the others wait for its commit and answer what it did."""
