@@ -98,23 +98,26 @@ def _claim(*, customer_id: int, key: str, fingerprint: str, now: datetime) -> Id
     """Call inside the transaction. Inserts the key's row, or, if the customer already has
     it, locks and returns it (waiting for the transaction that inserted it to end). An
     expired row is taken over as if new."""
-    try:
-        with transaction.atomic():  # a savepoint: the duplicate must not end the transaction
-            return IdempotencyKey.objects.create(
-                customer_id=customer_id, key=key, fingerprint=fingerprint, created_at=now
-            )
-    except IntegrityError:
-        pass
-    record = IdempotencyKey.objects.select_for_update().get(customer_id=customer_id, key=key)
-    if record.created_at <= now - ttl():
-        record.fingerprint, record.status, record.body, record.created_at = (
-            fingerprint,
-            None,
-            "",
-            now,
+    while True:
+        try:
+            with transaction.atomic():  # a savepoint: a duplicate must not end the transaction
+                return IdempotencyKey.objects.create(
+                    customer_id=customer_id, key=key, fingerprint=fingerprint, created_at=now
+                )
+        except IntegrityError:
+            pass
+        record = (
+            IdempotencyKey.objects.select_for_update()
+            .filter(customer_id=customer_id, key=key)
+            .first()
         )
-        record.save(update_fields=["fingerprint", "status", "body", "created_at"])
-    return record
+        if record is None:
+            continue  # pruned since the insert failed: insert it again
+        if record.created_at <= now - ttl():
+            record.fingerprint, record.status, record.body = fingerprint, None, ""
+            record.created_at = now
+            record.save(update_fields=["fingerprint", "status", "body", "created_at"])
+        return record
 
 
 def _replay(record: IdempotencyKey) -> HttpResponse:

@@ -14,7 +14,7 @@ from seats import idempotency, services
 from seats.errors import Busy
 from seats.models import Booking, Hold, IdempotencyKey, Seat
 from tests.conftest import make_event
-from tests.seats.test_ratelimits import own_rate_limit_counters  # noqa: F401 (autouse)
+from tests.seats.test_ratelimits import freeze_clock, own_rate_limit_counters  # noqa: F401
 
 KEY = "3f0c6a9e-5d1b-4f7e-9a51-0b6c2d8e7f10"
 
@@ -192,6 +192,22 @@ def test_busy_is_not_stored_so_the_retry_tries_again(alice_client, event, seat_i
     assert retry.status_code == 201
     assert "Idempotent-Replayed" not in retry
     assert Booking.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_rate_limited_request_is_not_stored(alice_client, event, seat_ids, settings, monkeypatch):
+    clock = freeze_clock(monkeypatch)
+    settings.RATE_LIMIT_BOOKINGS = [(1, 60)]
+    post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]}, key="first")
+
+    limited = post(alice_client, url(event, "bookings"), {"seats": seat_ids[1:2]}, key="second")
+    clock.advance(60)
+    retry = post(alice_client, url(event, "bookings"), {"seats": seat_ids[1:2]}, key="second")
+
+    assert limited.status_code == 429
+    assert retry.status_code == 201
+    assert "Idempotent-Replayed" not in retry
+    assert Booking.objects.count() == 2
 
 
 @pytest.mark.django_db
