@@ -16,7 +16,7 @@ from seats.parsing import parse_id
 
 from .catchup import catch_up_frame
 from .db import in_worker_thread
-from .feed import EventFeed, registry
+from .feed import EventFeed, FeedUnavailable, registry
 from .frames import FrameKind
 
 logger = logging.getLogger(__name__)
@@ -44,10 +44,14 @@ def _parse_version(raw: object) -> int | None:
     return parse_id(raw, minimum=0)
 
 
-class SeatMapConsumer(AsyncWebsocketConsumer):
+# channels ships no type hints, so its consumer class is Any to mypy: subclassing it is
+# allowed here, line by line, rather than for whole modules.
+class SeatMapConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     """Sends a viewer every committed seat change of one event, in version order.
 
     No per-socket channel: the process's EventFeed hands this socket the shared frame.
+    While this process cannot subscribe to the channel layer (Redis down), sockets are
+    refused, and open ones are closed with 1013; browsers reconnect and catch up.
     """
 
     channel_layer_alias = "__no_layer_per_socket__"
@@ -74,7 +78,14 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
         self.event_id = event_id
         # Subscribe before reading state: nothing committed from here on can be missed.
         self.held_back = []
-        self.feed = await registry().subscribe(event_id, self)
+        try:
+            self.feed = await registry().subscribe(event_id, self)
+        except FeedUnavailable:
+            # Refused (the browser sees 1006 and retries): accepting would tell the page
+            # live updates had resumed.
+            self.closing = True
+            await self.close()
+            return
         await self.accept()
         self.writer = asyncio.create_task(self._write())
         await self._catch_up(since)
@@ -89,8 +100,25 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
     def _leave_feed(self) -> None:
         self.closing = True
         if self.feed is not None:
-            registry().unsubscribe(self.event_id, self)
+            registry().unsubscribe(self.feed, self)
             self.feed = None
+
+    def _close_to_reconnect(self) -> None:
+        """Closes with 1013: the browser says live updates are paused, reconnects from the
+        version it reached and catches up."""
+        self._leave_feed()
+        for task in (self.writer, self.resyncs):
+            if task is not None:
+                task.cancel()
+        self.closer = asyncio.create_task(self.close(code=TRY_AGAIN_LATER))
+
+    def feed_lost(self) -> None:
+        """Called by the feed when it stopped receiving changes (the channel layer went
+        away); it has already dropped this socket."""
+        if self.feed is None or self.closing:
+            return  # still connecting: the subscription raises FeedUnavailable
+        self.feed = None
+        self._close_to_reconnect()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not text_data or len(text_data) > MAX_CLIENT_MESSAGE or self.closing:
@@ -113,9 +141,12 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
         if self.resyncs is None or self.resyncs.done():
             self.resyncs = asyncio.create_task(self._run_resyncs())
 
+    def _resync_asked(self) -> bool:
+        return self.resync_from is not Resync.NONE_ASKED
+
     async def _run_resyncs(self) -> None:
         loop = asyncio.get_running_loop()
-        while self.resync_from is not Resync.NONE_ASKED and not self.closing:
+        while self._resync_asked() and not self.closing:
             await asyncio.sleep(max(0.0, self.last_resync + RESYNC_INTERVAL - loop.time()))
             since, self.resync_from = self.resync_from, Resync.NONE_ASKED
             assert since is not Resync.NONE_ASKED
@@ -139,8 +170,7 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
             or self.outbox_bytes + len(frame) > settings.REALTIME_SOCKET_QUEUE_BYTES
         ):
             # Too slow to keep up: close so it reconnects from its version and catches up.
-            self._leave_feed()
-            self.closer = asyncio.create_task(self.close(code=TRY_AGAIN_LATER))
+            self._close_to_reconnect()
             return
         self.outbox_bytes += len(frame)
         self.outbox.put_nowait(frame)
@@ -157,7 +187,7 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.exception("Catch-up of event %s failed", self.event_id)
             self.held_back = None
-            await self.close(code=TRY_AGAIN_LATER)
+            self._close_to_reconnect()
             return
         held, self.held_back = self.held_back, None
         if frame is not None:
@@ -173,7 +203,7 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=frame)
 
 
-class NoSuchSocket(AsyncWebsocketConsumer):
+class NoSuchSocket(AsyncWebsocketConsumer):  # type: ignore[misc]
     """Any other WebSocket path: refused at the handshake (403) rather than a server error."""
 
     channel_layer_alias = "__no_layer_per_socket__"

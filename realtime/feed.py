@@ -3,12 +3,18 @@
 Channels' stock pattern (every socket in the group, every message dispatched per socket)
 costs a layer round trip per viewer. Here each process subscribes once per event; the frame,
 rendered once by the publisher, is handed to every local socket as the same string.
+
+A feed watches its subscription: a probe sent to its own channel every second must come
+back within two. When one does not (Redis down or stuck), or receiving fails, the feed is
+lost: it leaves the registry and tells its sockets, which close (1013) so their pages say
+live updates are paused and reconnect. A reconnect is refused while the layer cannot be
+subscribed to, and once it can, catches up from its version out of the database.
 """
 
 import asyncio
 import logging
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
@@ -26,10 +32,26 @@ logger = logging.getLogger(__name__)
 # different processes can reach Redis out of commit order; past this, the gap is passed on
 # and clients resync.
 REORDER_WAIT = 0.25
+# A probe every LIVENESS_INTERVAL seconds must come back within LIVENESS_TIMEOUT.
+LIVENESS_INTERVAL = 1.0
+LIVENESS_TIMEOUT = 2.0
+# Longest a feed may take to subscribe, or to leave when it stops.
+START_TIMEOUT = 3.0
+STOP_TIMEOUT = 2.0
+# After an event's feed was lost or could not start, sockets are refused this long before
+# the next attempt to subscribe, so a crowd reconnecting does not make one attempt each.
+RETRY_DELAY = 1.0
+
+
+class FeedUnavailable(Exception):
+    """The channel layer cannot be subscribed to: live updates are paused in this process."""
 
 
 class Subscriber(Protocol):
     def deliver(self, *, kind: FrameKind, version: int, frame: str) -> None: ...
+
+    def feed_lost(self) -> None:
+        """The feed stopped receiving changes and has dropped the subscriber."""
 
 
 def _current_version(event_id: int) -> int | None:
@@ -37,52 +59,114 @@ def _current_version(event_id: int) -> int | None:
 
 
 class EventFeed:
-    def __init__(self, event_id: int) -> None:
+    def __init__(self, event_id: int, *, on_lost: Callable[["EventFeed"], None]) -> None:
         self.event_id = event_id
         self.subscribers: set[Subscriber] = set()
         self.last_version: int | None = None
+        self.lost = False
+        self._on_lost = on_lost
         self._ahead: dict[int, str] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self._channel: str | None = None
-        self._tasks: list[asyncio.Task] = []
-        self.started = asyncio.get_running_loop().create_future()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._probe: tuple[int, asyncio.Future[None]] | None = None
+        self._stopped = False
+        self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.stop_handle: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
+        """Subscribes, and returns once a probe went through: a subscribe command is only
+        written to Redis, so a stuck Redis would seem to accept it."""
         layer = get_channel_layer()
-        self._channel = await layer.new_channel(f"feed.{self.event_id}.")
-        await layer.group_add(event_group(self.event_id), self._channel)
-        self._tasks = [
-            asyncio.create_task(self._pump(layer)),
-            asyncio.create_task(self._heartbeat()),
-        ]
+        channel: str = await layer.new_channel(f"feed.{self.event_id}.")
+        self._channel = channel
+        # Receiving from here on, so that stopping also leaves the channel (a pub/sub layer
+        # unsubscribes a channel when its receive is cancelled).
+        self._tasks.append(asyncio.create_task(self._pump(layer, channel)))
+        await layer.group_add(event_group(self.event_id), channel)
+        await self._probe_once(layer, channel)
+        self._tasks.append(asyncio.create_task(self._heartbeat()))
+        self._tasks.append(asyncio.create_task(self._watch(layer, channel)))
 
     async def stop(self) -> None:
+        """Cancels the feed's work and leaves the group; waits on a dead layer at most
+        STOP_TIMEOUT for each."""
+        if self._stopped:
+            return
+        self._stopped = True
         for task in self._tasks:
             task.cancel()
         if self._flush_handle:
             self._flush_handle.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
         if self._channel:
             try:
-                await get_channel_layer().group_discard(event_group(self.event_id), self._channel)
-            except Exception:
-                logger.exception("Could not leave the group of event %s", self.event_id)
+                await asyncio.wait_for(
+                    get_channel_layer().group_discard(event_group(self.event_id), self._channel),
+                    STOP_TIMEOUT,
+                )
+            except Exception as exc:
+                logger.warning(
+                    "Could not leave the group of event %s (%s: %s)",
+                    self.event_id,
+                    type(exc).__name__,
+                    exc,
+                )
 
-    async def _pump(self, layer) -> None:
+    def _lose(self, reason: str) -> None:
+        if self.lost or self._stopped:
+            return
+        self.lost = True
+        logger.warning(
+            "Live updates of event %s are paused in this process (%s): its %d viewers "
+            "are told to reconnect",
+            self.event_id,
+            reason,
+            len(self.subscribers),
+        )
+        self._on_lost(self)
+
+    async def _pump(self, layer: Any, channel: str) -> None:
         while True:
             try:
-                message = await layer.receive(self._channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("Feed of event %s could not receive; retrying", self.event_id)
-                await asyncio.sleep(0.5)
-                continue
+                message = await layer.receive(channel)
+            except Exception as exc:
+                self._lose(f"receiving failed: {type(exc).__name__}: {exc}")
+                return
             try:
-                if message.get("type") == "seat.delta":
+                kind = message.get("type")
+                if kind == "seat.delta":
                     self._on_delta(int(message["version"]), message["frame"])
+                elif kind == "feed.probe":
+                    self._on_probe(message.get("token"))
             except Exception:
                 logger.exception("Feed of event %s could not relay a message", self.event_id)
+
+    async def _watch(self, layer: Any, channel: str) -> None:
+        """Loses the feed when a probe does not come back in time: the layer is down or
+        stuck, and changes would not come through either."""
+        while True:
+            await asyncio.sleep(LIVENESS_INTERVAL)
+            try:
+                async with asyncio.timeout(LIVENESS_TIMEOUT):
+                    await self._probe_once(layer, channel)
+            except Exception as exc:
+                reason = "no answer" if isinstance(exc, TimeoutError) else type(exc).__name__
+                self._lose(f"channel layer probe failed: {reason}")
+                return
+
+    async def _probe_once(self, layer: Any, channel: str) -> None:
+        """Sends a probe to the feed's own channel and waits until the pump receives it."""
+        answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        token = self._probe[0] + 1 if self._probe else 1
+        self._probe = (token, answered)
+        await layer.send(channel, {"type": "feed.probe", "token": token})
+        await answered
+
+    def _on_probe(self, token: object) -> None:
+        if self._probe and self._probe[0] == token and not self._probe[1].done():
+            self._probe[1].set_result(None)
 
     def _on_delta(self, version: int, frame: str) -> None:
         if self.last_version is None or version == self.last_version + 1:
@@ -101,7 +185,7 @@ class EventFeed:
             subscriber.deliver(kind=FrameKind.DELTA, version=version, frame=frame)
 
     def _relay_in_order(self) -> None:
-        while self.last_version + 1 in self._ahead:
+        while self.last_version is not None and self.last_version + 1 in self._ahead:
             self._relay(self.last_version + 1, self._ahead.pop(self.last_version + 1))
         if not self._ahead and self._flush_handle:
             self._flush_handle.cancel()
@@ -138,6 +222,8 @@ class FeedRegistry:
         self.catch_up_slots = asyncio.Semaphore(2)
         # Starts and stops in flight: referenced until done, so none is collected mid-way.
         self._background: set[asyncio.Task[None]] = set()
+        # Per event: loop time before which no new feed is started (see RETRY_DELAY).
+        self._retry_at: dict[int, float] = {}
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -146,36 +232,75 @@ class FeedRegistry:
 
     async def subscribe(self, event_id: int, subscriber: Subscriber) -> EventFeed:
         """Adds the subscriber and returns once the process is subscribed to the event's
-        group, so any change committed after this returns reaches the subscriber."""
+        group, so any change committed after this returns reaches the subscriber.
+
+        Raises FeedUnavailable if the channel layer cannot be subscribed to (within
+        START_TIMEOUT, or it failed less than RETRY_DELAY ago).
+        """
         feed = self.feeds.get(event_id)
         if feed is None:
-            feed = self.feeds[event_id] = EventFeed(event_id)
+            if asyncio.get_running_loop().time() < self._retry_at.get(event_id, 0.0):
+                raise FeedUnavailable(f"live updates of event {event_id} are paused")
+            feed = self.feeds[event_id] = EventFeed(event_id, on_lost=self._lost)
             self._spawn(self._start(feed))
         if feed.stop_handle:
             feed.stop_handle.cancel()
             feed.stop_handle = None
         feed.subscribers.add(subscriber)
-        await asyncio.shield(feed.started)
+        try:
+            await asyncio.shield(feed.started)
+        except BaseException:
+            self.unsubscribe(feed, subscriber)
+            raise
+        if feed.lost:
+            raise FeedUnavailable(f"live updates of event {event_id} are paused")
         return feed
 
     async def _start(self, feed: EventFeed) -> None:
         try:
-            await feed.start()
+            await asyncio.wait_for(feed.start(), START_TIMEOUT)
         except Exception as exc:
-            if self.feeds.get(feed.event_id) is feed:
-                del self.feeds[feed.event_id]
-            feed.started.set_exception(exc)
+            logger.warning(
+                "Could not subscribe to the changes of event %s (%s: %s): its viewers are "
+                "refused until the channel layer answers",
+                feed.event_id,
+                type(exc).__name__,
+                str(exc) or "timed out",
+            )
+            self._forget(feed)
+            feed.started.set_exception(FeedUnavailable(str(exc)))
+            feed.started.exception()  # retrieved: no "never retrieved" warning if none waits
+            await feed.stop()
             return
         feed.started.set_result(None)
         if self.feeds.get(feed.event_id) is not feed:
             # Every viewer left while it was starting, and it was already dropped.
             await feed.stop()
 
-    def unsubscribe(self, event_id: int, subscriber: Subscriber) -> None:
-        feed = self.feeds.get(event_id)
-        if feed is None:
-            return
+    def _forget(self, feed: EventFeed) -> None:
+        """Drops a feed that failed, so the next socket of its event (after RETRY_DELAY)
+        starts a new one."""
+        if self.feeds.get(feed.event_id) is feed:
+            del self.feeds[feed.event_id]
+        self._retry_at[feed.event_id] = asyncio.get_running_loop().time() + RETRY_DELAY
+        if feed.stop_handle:
+            feed.stop_handle.cancel()
+            feed.stop_handle = None
+
+    def _lost(self, feed: EventFeed) -> None:
+        self._forget(feed)
+        subscribers = tuple(feed.subscribers)
+        feed.subscribers.clear()
+        for subscriber in subscribers:
+            subscriber.feed_lost()
+        if feed.started.done():
+            self._spawn(feed.stop())
+        # else _start stops it when it is done.
+
+    def unsubscribe(self, feed: EventFeed, subscriber: Subscriber) -> None:
         feed.subscribers.discard(subscriber)
+        if self.feeds.get(feed.event_id) is not feed:
+            return
         if not feed.subscribers and feed.stop_handle is None:
             # Linger a little: a reloading page resubscribes at once.
             loop = asyncio.get_running_loop()

@@ -5,7 +5,8 @@
 // asks the server for a catch-up when it sees a gap, a heartbeat that disagrees with it, or a
 // click's answer older than what it shows; it reconnects sockets that went silent or were
 // closed with a code the extension does not retry, makes reconnects resume from the version
-// reached, and tells the customer when live updates are paused and when they resume.
+// reached (retrying every few seconds at most), and tells the customer when live updates are
+// paused and when they resume.
 (function () {
   "use strict";
   var live = document.getElementById("live");
@@ -21,6 +22,14 @@
   var lastFrameAt = Date.now();
   var resyncUntil = 0;
   var wasPaused = false;
+
+  // The extension's own back-off grows to a minute between attempts. While the server
+  // refuses sockets (its channel layer is down) that would leave a page stale long after
+  // the layer is back: wait 0.5-1 s, then 1-2 s, then 2-4 s, then 2.5-5 s at most.
+  htmx.config.wsReconnectDelay = function (retries) {
+    var cap = Math.min(1000 * Math.pow(2, retries), 5000);
+    return cap / 2 + Math.random() * cap / 2;
+  };
 
   function setStatus(state, text) {
     if (!status) return;

@@ -1,6 +1,7 @@
 """Real browsers (Debian's headless Chromium) on a real server process."""
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from seats import services
 from tests.conftest import make_event, make_user
-from tests.servers import Server
+from tests.servers import Server, ThrowawayRedis
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -154,6 +155,45 @@ def test_page_says_when_live_updates_pause_and_catches_up_when_they_resume(serve
 
     expect(page.locator("#live-status")).to_have_attribute("data-status", "resumed", timeout=20_000)
     expect(page.locator(f"#seat-{seat.pk}")).to_have_attribute("data-state", "sold")
+
+
+def test_page_says_live_updates_pause_while_redis_is_down_and_catches_up_after(
+    tmp_path, browser, venue
+):
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server on PATH (apt-get install redis-server)")
+    dave = make_user("dave")
+    event = make_event(venue, rows=2, seats_per_row=5)
+    seat = event.seats.order_by("pk").first()
+    redis = ThrowawayRedis(tmp_path).start()
+    server = Server(tmp_path, "web", REDIS_URL=redis.url).start()
+    try:
+        page = browser.new_context().new_page()
+        open_map(page, server, event)
+        status = page.locator("#live-status")
+
+        redis.stop()
+        expect(status).to_have_attribute("data-status", "paused", timeout=10_000)
+        expect(status).to_contain_text("paused")
+
+        def book() -> None:  # from another thread: this one runs Playwright's event loop
+            try:
+                services.book_seats(customer=dave, event_id=event.pk, seat_ids=[seat.pk])
+            finally:
+                connection.close()
+
+        booker = threading.Thread(target=book)
+        booker.start()
+        booker.join()
+        page.wait_for_timeout(3000)  # its reconnects are refused meanwhile
+        expect(status).to_have_attribute("data-status", "paused")
+
+        redis.start()  # on the same port
+        expect(status).to_have_attribute("data-status", "resumed", timeout=15_000)
+        expect(page.locator(f"#seat-{seat.pk}")).to_have_attribute("data-state", "sold")
+    finally:
+        server.stop()
+        redis.stop()
 
 
 def test_keyboard_alone_can_hold_a_seat(server, browser, venue):

@@ -1,5 +1,6 @@
 """The seat-map WebSocket, end to end through the ASGI application and the channel layer."""
 
+import asyncio
 import json
 import re
 
@@ -14,6 +15,7 @@ from django.test import Client
 
 from booking_site.asgi import application
 from events.models import Event
+from realtime import feed
 from realtime.feed import registry
 from realtime.publish import event_group
 from seats import services
@@ -128,7 +130,7 @@ async def test_viewer_far_behind_gets_a_whole_fresh_map(settings, event, seat_id
 
     viewer, _ = await open_viewer(event.pk, 0)
     frame = await viewer.receive_from(timeout=2)
-    kind, version, seats = parse(frame)
+    kind, _, seats = parse(frame)
 
     assert kind == "reset" and 'id="seat-map"' in frame
     assert seats == await sync_to_async(db_states)(event.pk)
@@ -322,3 +324,43 @@ async def test_non_ascii_digits_as_version_get_the_whole_map(event, seat_ids):
     kind, _, seats = parse(await viewer.receive_from(timeout=2))
     assert kind == "reset" and len(seats) == len(seat_ids)
     await viewer.disconnect()
+
+
+async def test_a_feed_that_loses_the_channel_layer_closes_its_sockets_until_it_is_back(
+    monkeypatch, event, seat_ids, alice
+):
+    monkeypatch.setattr(feed, "LIVENESS_INTERVAL", 0.1)
+    monkeypatch.setattr(feed, "RETRY_DELAY", 0.1)
+    viewer, _ = await open_viewer(event.pk, event.version)
+    assert await viewer.receive_nothing(0.2)
+    lost = registry().feeds[event.pk]
+    layer = get_channel_layer()
+    send = layer.send
+    down = True
+
+    async def send_unless_down(*args, **kwargs):
+        if down:
+            raise ConnectionError("Redis is down")
+        return await send(*args, **kwargs)
+
+    monkeypatch.setattr(layer, "send", send_unless_down)
+
+    # Told: closed with "try again later", which the page shows as paused and retries.
+    assert await viewer.receive_output(timeout=3) == {"type": "websocket.close", "code": 1013}
+    assert registry().feeds.get(event.pk) is not lost
+    await asyncio.sleep(0.2)
+    _, connected = await open_viewer(event.pk, event.version)
+    assert not connected  # refused while the layer cannot be subscribed to
+    await sync_to_async(services.book_seats)(
+        customer=alice, event_id=event.pk, seat_ids=seat_ids[:1]
+    )
+
+    down = False
+    await asyncio.sleep(0.2)
+    back, connected = await open_viewer(event.pk, event.version)
+    assert connected
+    kind, version, seats = parse(await back.receive_from(timeout=2))
+    assert (kind, version, seats) == ("sync", event.version + 1, {seat_ids[0]: "sold"})
+    assert registry().feeds[event.pk] is not lost
+    assert await subscriptions_to(event_group(event.pk)) == 1
+    await back.disconnect()
