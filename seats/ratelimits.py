@@ -5,8 +5,8 @@ parsed by `booking_site.settings.env_rates`), counted in fixed windows in the Dj
 (Redis in production, so every process counts together): a window's counter is created with
 `cache.add` and bumped with `cache.incr`, both atomic. A request over any of its rates is
 refused with 429 and a Retry-After of the seconds until that window ends; the refusal
-changes nothing. Refused requests still count, so a client that keeps hammering stays out
-until it stops.
+changes nothing. Refused requests count too: hammering on after a 429 only uses up the
+longer windows' allowance sooner.
 
 If the cache cannot be reached the request is let through (fail open) and a warning is
 logged: the limits protect the site from floods, they are not what keeps seats safe.
@@ -72,7 +72,7 @@ def clock() -> float:
 
 
 def wait_text(seconds: int) -> str:
-    """ "1 second", "40 seconds", "3 minutes" (rounded up)."""
+    """How long to wait, in words: "1 second", "40 seconds", "3 minutes" (rounded up)."""
     if seconds < 120:
         return f"{seconds} second{'' if seconds == 1 else 's'}"
     return f"{math.ceil(seconds / 60)} minutes"
