@@ -32,6 +32,9 @@ class Config:
     settle: float = 15.0
     open_timeout: float = 20.0
     deflate: bool = False
+    # Client processes the viewers are spread over; 1: the viewers share the main process
+    # (and its event loop) with the customers.
+    viewer_processes: int = 1
     quiet: bool = False
     server_pids: list[int] = field(default_factory=list)
     customer_logins: list[CustomerLogin] = field(default_factory=list)

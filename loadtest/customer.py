@@ -7,7 +7,7 @@ from typing import Literal
 
 from .answers import Answer, answer
 from .http import HttpError, Response, Session
-from .stats import ChangeLog, Outcomes, Timeline, monotonic
+from .stats import ChangeLog, Outcomes, Timeline, clock
 
 MAX_BUSY_RETRIES = 20
 
@@ -23,7 +23,7 @@ class Ledger:
     holds: Outcomes = field(default_factory=Outcomes)
     bookings: Outcomes = field(default_factory=Outcomes)
     changes: ChangeLog = field(default_factory=ChangeLog)
-    timeline: Timeline = field(default_factory=lambda: Timeline(monotonic()))
+    timeline: Timeline = field(default_factory=lambda: Timeline(clock()))
     booked: list[list[int]] = field(default_factory=list)
     taken: set[int] = field(default_factory=set)
     server_errors: int = 0
@@ -76,7 +76,7 @@ class Customer:
         outcomes = ledger.holds if kind == "hold" else ledger.bookings
         path = f"/api/events/{self.event_id}/{'holds' if kind == 'hold' else 'bookings'}"
         headers = {"Idempotency-Key": secrets.token_urlsafe(18)}
-        started = monotonic()
+        started = clock()
         retried = False
         while True:
             try:
@@ -96,7 +96,7 @@ class Customer:
             else:
                 outcomes.retries_after_503 += 1
                 await asyncio.sleep(_retry_after(response))
-        latency = monotonic() - started
+        latency = clock() - started
         attempt = self._file(kind, outcomes, response, failure, started, latency, seats)
         if retried:
             outcomes.retried_outcomes[attempt.outcome] += 1

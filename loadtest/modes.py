@@ -10,7 +10,7 @@ from typing import Literal
 from .answers import SeatInfo
 from .config import Config
 from .customer import Customer, Ledger
-from .stats import monotonic
+from .stats import clock
 
 
 def best_seats(seats: list[SeatInfo], count: int) -> list[int]:
@@ -167,7 +167,7 @@ class Load:
                 idle.put_nowait(customer)
 
         interval = 1.0 / self.config.rate
-        start = monotonic()
+        start = clock()
         tick = 0
         while not self.enough():
             try:
@@ -185,7 +185,7 @@ class Load:
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
             tick += 1
-            await asyncio.sleep(max(0.0, start + tick * interval - monotonic()))
+            await asyncio.sleep(max(0.0, start + tick * interval - clock()))
         if in_flight:
             await asyncio.gather(*in_flight)
 

@@ -5,7 +5,7 @@ from collections import Counter
 from statistics import mean
 
 from .runner import RunResult
-from .shapes import Report, Spread, TimelineRow, Verification
+from .shapes import ClientReport, LoopLagReport, Report, Spread, TimelineRow, Verification
 from .stats import Second, summary_ms
 
 
@@ -15,13 +15,53 @@ def _spread(values: list[int]) -> Spread:
     return {"mean": round(mean(values), 1), "min": min(values), "max": max(values)}
 
 
+# A client whose event loop lags by this much (p99), or by a tenth of the change->viewer
+# p99 if that is more, is measuring itself as much as the server.
+LAG_WARNING_MS = 10.0
+
+
+def client_report(result: RunResult, *, change_p99_ms: float | None) -> ClientReport:
+    """Each client process's event-loop lag during the load, and a warning when it is large
+    enough to be part of the latencies measured."""
+    lags: list[LoopLagReport] = []
+    for process in result.loop_lag:
+        summary = summary_ms(process.lags)
+        lags.append(
+            {
+                "process": process.name,
+                "viewers": process.viewers,
+                "samples": summary["count"],
+                "p50_ms": summary["p50_ms"],
+                "p99_ms": summary["p99_ms"],
+                "max_ms": summary["max_ms"],
+            }
+        )
+    processes = result.run.config.viewer_processes if result.run.config.viewers else 0
+    worst = max(lags, key=lambda lag: lag["p99_ms"] or 0.0, default=None)
+    warning = None
+    threshold = max(LAG_WARNING_MS, 0.1 * (change_p99_ms or 0.0))
+    if worst is not None and (worst["p99_ms"] or 0.0) >= threshold:
+        warning = (
+            f"the client's own event loop lagged (p99 {worst['p99_ms']} ms, max "
+            f"{worst['max_ms']} ms in the {worst['process']}): the latencies measured "
+            "include up to that much of the client's delay"
+        )
+        if worst["viewers"] > 1:
+            warning += "; spread the viewers over more processes (--viewer-processes)"
+    return {
+        "viewer_processes": max(1, min(processes, result.run.config.viewers)),
+        "loop_lag": lags,
+        "warning": warning,
+    }
+
+
 def build(result: RunResult, *, db_double_booked: list[int] | None) -> Report:
     """The report (plain JSON data). `db_double_booked` is None when the database could not
     be checked from here."""
     run = result.run
     config = run.config
     ledger = run.ledger
-    viewers = run.viewers
+    viewers = result.viewer_stats
     load_seconds = max(run.load_ended - run.load_started, 1e-9)
 
     seat_counts = Counter(seat for seats in ledger.booked for seat in seats)
@@ -31,6 +71,7 @@ def build(result: RunResult, *, db_double_booked: list[int] | None) -> Report:
     booked_not_sold = sorted(s for s in seat_counts if truth.get(s) != "sold")
 
     latencies, by_start = ledger.changes.latencies()
+    change_summary = summary_ms(latencies)
     expected = len(ledger.changes.started) * len(viewers)
     out_of_date = result.viewers_out_of_date
     passed = (
@@ -105,7 +146,7 @@ def build(result: RunResult, *, db_double_booked: list[int] | None) -> Report:
             "missed_ticks": run.load.missed_ticks if config.mode == "steady" else None,
         },
         "change_to_viewer": {
-            **summary_ms(latencies),
+            **change_summary,
             "expected_deliveries": expected,
             "delivered": ledger.changes.delivered(),
         },
@@ -114,14 +155,15 @@ def build(result: RunResult, *, db_double_booked: list[int] | None) -> Report:
             "requested": len(viewers),
             "connected_at_start": result.connected_at_start,
             "connected_at_end": result.connected_at_end,
-            "connections_failed": sum(1 for v in viewers if v.connects == 0),
-            "connect_attempts_failed": sum(v.failed_connects for v in viewers),
-            "dropped": sum(v.drops for v in viewers),
-            "resyncs_requested": sum(v.resyncs for v in viewers),
-            "frames": _spread([v.frames for v in viewers]),
-            "bytes": _spread([v.bytes for v in viewers]),
+            "connections_failed": sum(1 for v in viewers if v["connects"] == 0),
+            "connect_attempts_failed": sum(v["failed_connects"] for v in viewers),
+            "dropped": sum(v["drops"] for v in viewers),
+            "resyncs_requested": sum(v["resyncs"] for v in viewers),
+            "frames": _spread([v["frames"] for v in viewers]),
+            "bytes": _spread([v["bytes"] for v in viewers]),
         },
         "server_memory": run.memory.as_dict(),
+        "client": client_report(result, change_p99_ms=change_summary["p99_ms"]),
         "timeline": timeline,
         "notes": run.load.notes,
         "verification": verification,

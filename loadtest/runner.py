@@ -1,6 +1,7 @@
 """The run: viewers connect, customers rush/browse/trickle, then everything is checked.
 
-One event loop drives every viewer and customer (no thread per viewer). Customers use the
+One event loop drives the customers and, by default, every viewer too (no thread per
+viewer); --viewer-processes moves the viewers to processes of their own. Customers use the
 JSON API the seat page's own actions reach; viewers use the page's WebSocket.
 """
 
@@ -14,16 +15,22 @@ from urllib.parse import urlsplit
 from .answers import SeatMap, seat_map
 from .config import MODES, Config, CustomerLogin, LoadTestError
 from .customer import Customer, Ledger
+from .fleet import Fleet, FleetSpec, ViewerFleet, ViewerStats
+from .fleet_process import FleetProcessError, RemoteFleet
 from .http import HttpError, Session, log_in, sign_up
 from .modes import Load, StopReason, best_seats
 from .procmem import MemoryWatch, pids_listening_on
 from .shapes import StaleViewer
-from .stats import Timeline, monotonic, percentile
-from .viewer import Viewer
+from .stats import LoopLag, Timeline, clock, percentile
 
-# Viewers open their sockets this many at a time (a browser crowd arrives over seconds, and
-# a burst of thousands of handshakes overflows the listen backlog).
-CONNECT_BATCH = 100
+
+@dataclass
+class ProcessLag:
+    """One client process's event-loop lag during the load, in seconds."""
+
+    name: str
+    viewers: int
+    lags: list[float]
 
 
 @dataclass
@@ -40,18 +47,22 @@ class RunResult:
     connected_at_end: int
     viewers_out_of_date: list[StaleViewer]
     settle_seconds: float
+    viewer_stats: list[ViewerStats]
+    loop_lag: list[ProcessLag]
 
 
 class Run:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.ledger = Ledger()
-        self.viewers: list[Viewer] = []
+        self.fleets: list[Fleet] = []
         self.customers: list[Customer] = []
         self.load = Load(config, [], self.ledger)
         self.load_started = 0.0
         self.load_ended = 0.0
         self.memory = MemoryWatch([])
+        self.lag = LoopLag()
+        self.finishing = asyncio.Event()
 
     # --- output ------------------------------------------------------------------------
 
@@ -61,14 +72,14 @@ class Run:
 
     def progress_line(self, now: float) -> str:
         ledger = self.ledger
-        connected = sum(1 for v in self.viewers if v.ws is not None)
+        connected = sum(fleet.connected() for fleet in self.fleets)
         elapsed = now - self.load_started if self.load_started else 0.0
         rate = ledger.bookings.ok / elapsed if elapsed > 0 else 0.0
         recent = sorted(ledger.timeline.recent_booking_latencies(5, now))
         p99 = percentile(recent, 0.99)
         p99_text = f"{p99 * 1000:.0f}ms" if p99 is not None else "-"
         return (
-            f"[{elapsed:6.1f}s] viewers {connected}/{len(self.viewers)} | bookings "
+            f"[{elapsed:6.1f}s] viewers {connected}/{self.config.viewers} | bookings "
             f"{ledger.bookings.ok} ({rate:.1f}/s) | conflicts "
             f"{ledger.bookings.conflict + ledger.holds.conflict} | busy "
             f"{ledger.bookings.busy + ledger.holds.busy} | errors "
@@ -80,7 +91,7 @@ class Run:
         last_line = 0.0
         while True:
             await asyncio.sleep(1.0)
-            now = monotonic()
+            now = clock()
             if self.config.quiet:
                 continue
             if tty:
@@ -89,12 +100,15 @@ class Run:
                 last_line = now
                 print(self.progress_line(now), file=sys.stderr, flush=True)
 
-    async def watch_viewers(self) -> None:
-        while True:
-            await asyncio.sleep(0.25)
-            now = monotonic()
-            for viewer in self.viewers:
-                viewer.check(now)
+    async def watch_fleets(self) -> None:
+        """Keeps the viewer counts of fleets in other processes current (progress line)
+        until `finishing` is set. It is never cancelled: a status request cut off before
+        its answer would leave that answer in the pipe for the next request."""
+        while not self.finishing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.finishing.wait(), 1.0)
+            if not self.finishing.is_set():
+                await asyncio.gather(*(fleet.status(None) for fleet in self.fleets))
 
     async def watch_memory(self) -> None:
         while True:
@@ -169,36 +183,38 @@ class Run:
                 "--users-file or --login signup."
             )
 
-    async def open_viewers(
-        self, baseline: dict[int, str], version: int
-    ) -> list[asyncio.Task[None]]:
-        urls = self.config.urls
-        self.viewers = [
-            Viewer(
-                number=n,
-                base_url=urls[n % len(urls)],
-                event_id=self.config.event_id,
-                baseline=baseline,
-                base_version=version,
-                changes=self.ledger.changes,
-                deflate=self.config.deflate,
-            )
-            for n in range(self.config.viewers)
-        ]
-        tasks: list[asyncio.Task[None]] = []
-        for start in range(0, len(self.viewers), CONNECT_BATCH):
-            batch = self.viewers[start : start + CONNECT_BATCH]
-            tasks.extend(
-                asyncio.create_task(v.run(open_timeout=self.config.open_timeout)) for v in batch
-            )
-            waits = [asyncio.create_task(v.connected.wait()) for v in batch]
-            _, pending = await asyncio.wait(waits, timeout=self.config.open_timeout)
-            for waiter in pending:
-                waiter.cancel()
-            if not self.config.quiet:
-                connected = sum(1 for v in self.viewers if v.ws is not None)
-                self.say(f"viewers connected: {connected}/{len(self.viewers)}")
-        return tasks
+    async def open_viewers(self, baseline: dict[int, str], version: int) -> int:
+        """Connects the viewers: here, or spread over --viewer-processes processes (viewer n
+        in process n mod N). Returns how many connected."""
+        config = self.config
+        processes = min(config.viewer_processes, config.viewers)
+        for index in range(processes):
+            spec: FleetSpec = {
+                "name": f"viewer process {index + 1}" if processes > 1 else "main process",
+                "numbers": list(range(index, config.viewers, processes)),
+                "urls": config.urls,
+                "event_id": config.event_id,
+                "baseline": baseline,
+                "base_version": version,
+                "deflate": config.deflate,
+                "open_timeout": config.open_timeout,
+                "quiet": config.quiet,
+            }
+            if processes > 1:
+                self.fleets.append(RemoteFleet(spec, self.ledger.changes))
+            else:
+                self.fleets.append(ViewerFleet(spec, self.ledger.changes))
+        try:
+            await asyncio.gather(*(fleet.open() for fleet in self.fleets))
+        except FleetProcessError as exc:
+            raise LoadTestError(str(exc)) from exc
+        connected = sum(fleet.connected() for fleet in self.fleets)
+        if processes > 1:
+            self.say(f"viewers connected: {connected}/{config.viewers} in {processes} processes")
+        return connected
+
+    async def close_viewers(self) -> None:
+        await asyncio.gather(*(fleet.abort() for fleet in self.fleets), return_exceptions=True)
 
     # --- load --------------------------------------------------------------------------
 
@@ -216,15 +232,15 @@ class Run:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, interrupted)
         try:
-            self.ledger.timeline = Timeline(monotonic())
-            self.load_started = monotonic()
+            self.ledger.timeline = Timeline(clock())
+            self.load_started = clock()
             driver = asyncio.create_task(self.load.drive(hot, all_free))
             done, _ = await asyncio.wait({driver}, timeout=self.config.duration)
             if not done:
                 self.load.halt("duration")
                 await driver
             driver.result()
-            self.load_ended = monotonic()
+            self.load_ended = clock()
         finally:
             loop.remove_signal_handler(signal.SIGINT)
         if not self.config.quiet and sys.stderr.isatty():
@@ -234,22 +250,24 @@ class Run:
     def stop_reason(self) -> StopReason:
         return self.load.reason or StopReason("customers_done", "every customer stopped")
 
+    async def viewers_behind(self, version: int) -> int:
+        statuses = await asyncio.gather(*(fleet.status(version) for fleet in self.fleets))
+        return sum(status["behind"] for status in statuses)
+
     # --- settling ----------------------------------------------------------------------
 
     async def settle(self, api: Session) -> tuple[int, dict[int, str]]:
         """Waits until every connected viewer has reached the server's version (asking
         laggards to resync, as a heartbeat would), then returns the server's final map."""
-        deadline = monotonic() + self.config.settle
+        deadline = clock() + self.config.settle
         version = (await self.fetch_map(api)).version
         while True:
-            for viewer in self.viewers:
-                viewer.server_version = max(viewer.server_version, version)
-            while monotonic() < deadline and any(v.version < version for v in self.viewers):
+            while clock() < deadline and await self.viewers_behind(version):
                 await asyncio.sleep(0.1)
             # Compare against a map read after the viewers caught up; if it moved on (the
             # sweeper, a straggler), wait for that version too.
             again = await self.fetch_map(api)
-            if again.version == version or monotonic() >= deadline:
+            if again.version == version or clock() >= deadline:
                 return again.version, again.states()
             version = again.version
 
@@ -277,48 +295,49 @@ async def run_load(config: Config) -> RunResult:
     background = [
         asyncio.create_task(run.show_progress()),
         asyncio.create_task(run.watch_memory()),
+        asyncio.create_task(run.lag.run()),
     ]
-    await run.open_customers()
-    viewer_tasks = await run.open_viewers(baseline, version)
-    background.append(asyncio.create_task(run.watch_viewers()))
-    connected_at_start = sum(1 for v in run.viewers if v.ws is not None)
+    try:
+        await run.open_customers()
+        connected_at_start = await run.open_viewers(baseline, version)
+        background.append(asyncio.create_task(run.watch_fleets()))
 
-    run.say(f"load: {config.mode}, {len(run.customers)} customers, event {config.event_id}")
-    await run.drive(hot, all_free)
-    run.say(
-        f"load stopped at {run.load_ended - run.load_started:.1f} s: {run.stop_reason.text}; "
-        "waiting for every viewer to catch up"
-    )
-    settle_started = monotonic()
-    final_version, truth = await run.settle(api)
-    settle_seconds = monotonic() - settle_started
-    connected_at_end = sum(1 for v in run.viewers if v.ws is not None)
-    run.memory.sample()
+        run.say(f"load: {config.mode}, {len(run.customers)} customers, event {config.event_id}")
+        await run.drive(hot, all_free)
+        run.say(
+            f"load stopped at {run.load_ended - run.load_started:.1f} s: "
+            f"{run.stop_reason.text}; waiting for every viewer to catch up"
+        )
+        settle_started = clock()
+        final_version, truth = await run.settle(api)
+        settle_seconds = clock() - settle_started
+        run.memory.sample()
+        run.finishing.set()
+        await background.pop()  # the last status request answered
+        results = await asyncio.gather(
+            *(fleet.finish(truth, final_version) for fleet in run.fleets)
+        )
+    except FleetProcessError as exc:
+        raise LoadTestError(str(exc)) from exc
+    finally:
+        for task in background:
+            task.cancel()
+        await run.close_viewers()
+        await asyncio.gather(*background, return_exceptions=True)
+        await asyncio.gather(*(c.session.close() for c in run.customers), api.close())
 
-    viewers_out_of_date: list[StaleViewer] = []
-    for viewer in run.viewers:
-        stale = viewer.differences(truth)
-        if stale or viewer.connects == 0 or viewer.version < final_version:
-            viewers_out_of_date.append(
-                {
-                    "viewer": viewer.number,
-                    "url": viewer.base_url,
-                    "version": viewer.version,
-                    "stale_seats": stale[:20],
-                    "stale_count": len(stale),
-                    "ever_connected": viewer.connects > 0,
-                    "last_error": viewer.last_error,
-                }
-            )
-
-    for task in background:
-        task.cancel()
-    await asyncio.gather(*(v.close() for v in run.viewers))
-    for task in viewer_tasks:
-        task.cancel()
-    await asyncio.gather(*viewer_tasks, *background, return_exceptions=True)
-    await asyncio.gather(*(c.session.close() for c in run.customers), api.close())
-
+    window = (run.load_started, run.load_ended)
+    loop_lag = [
+        ProcessLag(
+            "main process" if len(run.fleets) < 2 else "main process (customers)",
+            sum(fleet.size for fleet in run.fleets if isinstance(fleet, ViewerFleet)),
+            run.lag.between(*window),
+        )
+    ]
+    for fleet, result in zip(run.fleets, results, strict=True):
+        if result["lag"]:
+            lags = [lag for at, lag in result["lag"] if window[0] <= at <= window[1]]
+            loop_lag.append(ProcessLag(result["name"], fleet.size, lags))
     return RunResult(
         run=run,
         hot=hot,
@@ -327,7 +346,9 @@ async def run_load(config: Config) -> RunResult:
         final_version=final_version,
         truth=truth,
         connected_at_start=connected_at_start,
-        connected_at_end=connected_at_end,
-        viewers_out_of_date=viewers_out_of_date,
+        connected_at_end=sum(result["connected"] for result in results),
+        viewers_out_of_date=[stale for result in results for stale in result["out_of_date"]],
         settle_seconds=settle_seconds,
+        viewer_stats=[stats for result in results for stats in result["viewers"]],
+        loop_lag=loop_lag,
     )

@@ -143,6 +143,26 @@ class Stopped(TypedDict):
     early: bool
 
 
+class LoopLagReport(TypedDict):
+    """One client process's event-loop lag during the load: how late a 50 ms sleep woke."""
+
+    process: str
+    viewers: int
+    samples: int
+    p50_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+
+class ClientReport(TypedDict):
+    """The load generator's own health: when `warning` is set, its event loops lagged
+    enough to show in the latencies it measured."""
+
+    viewer_processes: int
+    loop_lag: list[LoopLagReport]
+    warning: str | None
+
+
 class Report(TypedDict):
     config: ConfigReport
     seats: int
@@ -157,6 +177,7 @@ class Report(TypedDict):
     fanout_spread: LatencySummary
     viewers: ViewersReport
     server_memory: ServerMemory | None
+    client: ClientReport
     timeline: list[TimelineRow]
     notes: list[str]
     verification: Verification

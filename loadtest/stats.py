@@ -1,5 +1,6 @@
 """Counting and timing: request outcomes, per-second timeline, change-to-viewer latency."""
 
+import asyncio
 import math
 import time
 from array import array
@@ -9,8 +10,33 @@ from dataclasses import dataclass, field
 
 from .shapes import LatencySummary, OutcomesReport
 
+# How often the event-loop lag is sampled (LoopLag).
+LAG_INTERVAL = 0.05
+
 # A change is named by the seat and the state it reached.
 ChangeKey = tuple[int, str]
+
+
+def _wall_clock_anchor() -> float:
+    """time.time() - perf_counter(), taken when the two clocks are read closest together."""
+    best = (math.inf, 0.0)
+    for _ in range(5):
+        before = time.perf_counter()
+        wall = time.time()
+        after = time.perf_counter()
+        best = min(best, (after - before, wall - (before + after) / 2))
+    return best[1]
+
+
+_ANCHOR = _wall_clock_anchor()
+
+
+def clock() -> float:
+    """Seconds on a clock that every process of a run shares: the wall clock as read once
+    at start-up, advanced by the monotonic perf_counter. Receipt times taken by viewers in
+    other processes compare with request times taken here (to the few microseconds the
+    anchors differ by), and a wall-clock step during the run does not bend them."""
+    return _ANCHOR + time.perf_counter()
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float | None:
@@ -168,6 +194,37 @@ class ChangeLog:
     def delivered(self) -> int:
         return sum(len(self.seen.get(key, ())) for key in self.started)
 
+    def export(self) -> dict[ChangeKey, bytes]:
+        """The observations, packed to send to another process (see merge)."""
+        return {key: times.tobytes() for key, times in self.seen.items()}
 
-def monotonic() -> float:
-    return time.perf_counter()
+    def merge(self, exported: dict[ChangeKey, bytes]) -> None:
+        """Adds observations made in another process (its export())."""
+        for key, packed in exported.items():
+            times = self.seen.get(key)
+            if times is None:
+                times = self.seen[key] = seconds_array()
+            times.frombytes(packed)
+
+
+class LoopLag:
+    """How late this process's event loop runs: a task sleeps LAG_INTERVAL again and again
+    and records by how much each sleep overshot. Every time the client takes (a request's
+    answer, a frame's receipt) is late by about as much, so when this grows towards the
+    measured latencies, the client rather than the server is the bottleneck."""
+
+    def __init__(self) -> None:
+        self.at = seconds_array()
+        self.lag = seconds_array()
+
+    async def run(self) -> None:
+        while True:
+            before = clock()
+            await asyncio.sleep(LAG_INTERVAL)
+            now = clock()
+            self.at.append(now)
+            self.lag.append(max(0.0, now - before - LAG_INTERVAL))
+
+    def between(self, start: float, end: float) -> list[float]:
+        """The lags measured from `start` to `end` (on clock())."""
+        return [lag for at, lag in zip(self.at, self.lag, strict=True) if start <= at <= end]

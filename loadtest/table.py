@@ -29,6 +29,14 @@ def retries_line(report: Report) -> str:
     return f"{line} (after no answer {no_answer}, after 503 {after_503}; then {then})"
 
 
+def lag_line(report: Report) -> str:
+    """Each client process's event-loop lag during the load, e.g. "main process 1.2 / 4.0 ms"."""
+    return "; ".join(
+        f"{lag['process']} {fmt(lag['p99_ms'])} / {fmt(lag['max_ms'])} ms"
+        for lag in report["client"]["loop_lag"]
+    )
+
+
 def fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "-"
@@ -43,6 +51,7 @@ def table(report: Report) -> str:
     spread = report["fanout_spread"]
     ver = report["verification"]
     mem = report["server_memory"]
+    warning = report["client"]["warning"]
     rows = [
         (
             "mode",
@@ -84,6 +93,8 @@ def table(report: Report) -> str:
             f"{fmt(v['frames']['mean'])} ({fmt(v['frames']['min'])}-{fmt(v['frames']['max'])})",
         ),
         ("bytes per viewer mean", fmt(v["bytes"]["mean"])),
+        ("client loop lag p99 / max", lag_line(report)),
+        *([("WARNING: client-bound", warning)] if warning else []),
         (
             "server RSS start / peak / end",
             f"{mem['rss_mb_start']} / {mem['rss_mb_peak']} / {mem['rss_mb_end']} MB "

@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Origin
 
-from .stats import ChangeLog, monotonic
+from .stats import ChangeLog, clock
 
 MARKER = re.compile(rb'<div id="live-version" data-kind="(\w+)" data-version="(\d+)"')
 SEAT = re.compile(rb'id="seat-(\d+)"[^>]*?data-state="(\w+)"')
@@ -153,7 +153,7 @@ class Viewer:
                     backoff = 0.2
                     while True:
                         data = await ws.recv(decode=False)
-                        self.apply(data, monotonic())
+                        self.apply(data, clock())
             except asyncio.CancelledError:
                 raise
             except ConnectionClosed as exc:

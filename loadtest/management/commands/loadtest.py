@@ -1,7 +1,6 @@
 """python manage.py loadtest: viewers watch one event while customers rush its best seats;
 afterwards it proves that no seat was sold twice and that every viewer shows the truth."""
 
-import asyncio
 import json
 import secrets
 from pathlib import Path
@@ -12,8 +11,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from loadtest import preparation
 from loadtest.chart import html_report
 from loadtest.config import MODES, Config, CustomerLogin, LoadTestError
+from loadtest.fleet_process import run_loop
 from loadtest.report import build
-from loadtest.runner import RunResult, run_load
+from loadtest.runner import run_load
 from loadtest.table import table
 
 
@@ -105,6 +105,14 @@ class Command(BaseCommand):
             action="store_true",
             help="Viewers negotiate permessage-deflate, as browsers do.",
         )
+        parser.add_argument(
+            "--viewer-processes",
+            type=int,
+            default=1,
+            help="Spread the viewers over this many client processes (the customers stay in "
+            "this one), so that one event loop's own lag is not measured as fan-out latency. "
+            "1: the viewers share this process with the customers.",
+        )
         parser.add_argument("--seed", type=int, help="Random seed for seat choices.")
         parser.add_argument("--report", help="Write the JSON report here.")
         parser.add_argument("--html-report", help="Write an HTML report (latency over time).")
@@ -112,10 +120,10 @@ class Command(BaseCommand):
 
     # Django hands the parsed options over as Any; they are read into typed values at once.
     def handle(self, *args: str, **options: Any) -> None:
-        for name in ("viewers", "customers", "seats", "hot", "group"):
+        for name in ("viewers", "customers", "seats", "hot", "group", "viewer_processes"):
             minimum = 0 if name == "viewers" else 1
             if options[name] < minimum:
-                raise CommandError(f"--{name} must be at least {minimum}.")
+                raise CommandError(f"--{name.replace('_', '-')} must be at least {minimum}.")
         if options["rate"] <= 0 or options["duration"] <= 0:
             raise CommandError("--rate and --duration must be positive.")
         urls = [u.rstrip("/") for u in (options["url"] or ["http://127.0.0.1:8000"])]
@@ -136,6 +144,7 @@ class Command(BaseCommand):
             group=options["group"],
             settle=options["settle"],
             deflate=options["deflate"],
+            viewer_processes=options["viewer_processes"],
             quiet=options["quiet"],
             server_pids=options["server_pid"],
             customer_logins=self.customer_logins(options, tag),
@@ -148,7 +157,7 @@ class Command(BaseCommand):
                 + ", ".join(urls)
             )
         try:
-            result = _run(config)
+            result = run_loop(run_load(config))
         except LoadTestError as exc:
             raise CommandError(str(exc)) from exc
 
@@ -197,13 +206,3 @@ class Command(BaseCommand):
         users = preparation.create_customers(count=count, tag=tag, password=None)
         cookies = preparation.session_cookies([username for username, _ in users])
         return [CustomerLogin("cookies", cookies=c) for c in cookies]
-
-
-def _run(config: Config) -> RunResult:
-    """Runs the load on uvloop when it is installed (it comes with uvicorn[standard]): a
-    third less CPU per frame, which is what limits how many viewers one process can drive."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(run_load(config))
-    return uvloop.run(run_load(config))
