@@ -4,6 +4,7 @@ from array import array
 from collections import Counter
 from statistics import mean
 
+from .customer import Ledger
 from .runner import RunResult
 from .shapes import ClientReport, LoopLagReport, Report, Spread, TimelineRow, Verification
 from .stats import Second, summary_ms
@@ -53,6 +54,21 @@ def client_report(result: RunResult, *, change_p99_ms: float | None) -> ClientRe
         "loop_lag": lags,
         "warning": warning,
     }
+
+
+def _rate_limit_note(ledger: Ledger) -> list[str]:
+    limited = sum(
+        count
+        for outcomes in (ledger.holds, ledger.bookings)
+        for kind, count in outcomes.error_kinds.items()
+        if kind.startswith("429")
+    )
+    if not limited:
+        return []
+    return [
+        f"{limited} requests were refused by the server's rate limits (429): to measure "
+        "capacity, start it with RATE_LIMIT_SEAT_ACTIONS=off RATE_LIMIT_BOOKINGS=off"
+    ]
 
 
 def build(result: RunResult, *, db_double_booked: list[int] | None) -> Report:
@@ -165,7 +181,7 @@ def build(result: RunResult, *, db_double_booked: list[int] | None) -> Report:
         "server_memory": run.memory.as_dict(),
         "client": client_report(result, change_p99_ms=change_summary["p99_ms"]),
         "timeline": timeline,
-        "notes": run.load.notes,
+        "notes": run.load.notes + _rate_limit_note(ledger),
         "verification": verification,
     }
     return report

@@ -111,6 +111,7 @@ def table(report: Report) -> str:
         ("booked but not sold", str(ver["booked_but_not_sold"] or "none")),
         ("server errors (5xx)", str(ver["server_errors"])),
         ("verification", "PASSED" if ver["passed"] else "FAILED"),
+        *(("note", note) for note in report["notes"]),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

@@ -27,6 +27,9 @@ def server_env(database_url: str, redis_url: str = "") -> dict[str, str]:
         DEBUG="0",
         SECRET_KEY=secrets.token_urlsafe(50),
         ALLOWED_HOSTS="127.0.0.1",
+        # A load test is a bot by design (README, "Rate limits").
+        RATE_LIMIT_SEAT_ACTIONS="off",
+        RATE_LIMIT_BOOKINGS="off",
     )
     if redis_url:
         env["REDIS_URL"] = redis_url
