@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import threading
 import time
 from pathlib import Path
@@ -194,6 +195,32 @@ def test_page_says_live_updates_pause_while_redis_is_down_and_catches_up_after(
     finally:
         server.stop()
         redis.stop()
+
+
+def test_page_of_a_killed_process_reconnects_to_its_restart_and_catches_up(server, browser, venue):
+    make_user("gus")
+    hal = make_user("hal")
+    event = make_event(venue, rows=2, seats_per_row=5)
+    seat = event.seats.order_by("pk").first()
+    page = browser.new_context().new_page()
+    open_map(page, server, event)
+
+    server.stop(signal.SIGKILL)  # no close frame: the browser sees 1006
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "paused")
+
+    def book() -> None:  # from another thread: this one runs Playwright's event loop
+        try:
+            services.book_seats(customer=hal, event_id=event.pk, seat_ids=[seat.pk])
+        finally:
+            connection.close()
+
+    booker = threading.Thread(target=book)
+    booker.start()
+    booker.join()
+    server.start()  # on the same port, as a supervisor would restart it
+
+    expect(page.locator("#live-status")).to_have_attribute("data-status", "resumed", timeout=15_000)
+    expect(page.locator(f"#seat-{seat.pk}")).to_have_attribute("data-state", "sold")
 
 
 def test_keyboard_alone_can_hold_a_seat(server, browser, venue):

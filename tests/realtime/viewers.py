@@ -6,6 +6,7 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from email.message import Message
 
 import websockets
 from django.db import connection
@@ -18,17 +19,25 @@ MARKER = re.compile(r'^<div id="live-version" data-kind="(\w+)" data-version="(\
 SEAT = re.compile(r'id="seat-(\d+)"[^>]*?data-state="(\w+)"')
 
 
-def post_json(
+def post(
     server: Server, path: str, body: dict, headers: dict, timeout: float = 10
-) -> tuple[int, dict]:
+) -> tuple[int, dict, Message]:
+    """POSTs JSON; returns the answer's status, JSON body and headers."""
     request = urllib.request.Request(
         server.origin + path, data=json.dumps(body).encode(), headers=headers, method="POST"
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
+            return response.status, json.loads(response.read()), response.headers
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        return error.code, json.loads(error.read()), error.headers
+
+
+def post_json(
+    server: Server, path: str, body: dict, headers: dict, timeout: float = 10
+) -> tuple[int, dict]:
+    status, answer, _ = post(server, path, body, headers, timeout)
+    return status, answer
 
 
 def database_view(event_id: int) -> tuple[int, dict[int, str]]:
@@ -61,18 +70,20 @@ class Viewer:
         return self
 
     def apply(self, frame: str) -> bool:
-        """Applies the frame as live.js does; returns whether the viewer should resync (a
-        gap, or a heartbeat ahead of it)."""
+        """Applies the frame as live.js does; returns whether the viewer should resync from
+        its version (a gap, or a heartbeat that disagrees with it)."""
         kind, raw_version = MARKER.match(frame).groups()
         version = int(raw_version)
         if kind == "heartbeat":
-            return version > self.version
-        if kind in ("delta", "sync") and version <= self.version:
+            return version != self.version
+        stale = self.version >= version if kind == "delta" else self.version > version
+        if stale and kind != "reset":  # a reset is taken whatever the viewer believed
             return False
         self.states.update({int(i): s for i, s in SEAT.findall(frame)})
-        gap = kind == "delta" and version > self.version + 1
+        if kind == "delta" and version > self.version + 1:
+            return True  # shown, but the versions between are still to come
         self.version = version
-        return gap
+        return False
 
     async def wait_for(self, seat_id: int, state: str, timeout: float = 10) -> None:
         async with asyncio.timeout(timeout):
@@ -149,8 +160,11 @@ async def converged(viewers: list[LiveViewer], event_id: int, timeout: float) ->
         if not behind:
             return
         if loop.time() > deadline:
+            wrong = [
+                {s: v.states.get(s) for s in states if v.states.get(s) != states[s]} for v in behind
+            ]
             raise AssertionError(
                 f"{len(behind)} of {len(viewers)} viewers differ from the database at version "
-                f"{version}: versions {[v.version for v in behind]}"
+                f"{version}: versions {[v.version for v in behind]}, seats {wrong}"
             )
         await asyncio.sleep(0.2)
