@@ -287,7 +287,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        # While Redis is down channels-redis logs a traceback about once a second per process;
+        # realtime.feed reports the outage once (feed lost, sockets told) and its recovery.
+        "channels_redis.pubsub": {"level": "CRITICAL"},
+    },
 }
 
 # --- Rate limits and idempotency ------------------------------------------------------
