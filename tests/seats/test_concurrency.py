@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from seats import changes, locking, services
 from seats.models import BookingSeat, Hold, Seat, SeatChange
+from seats.services import rules
 from tests.conftest import make_event
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -344,3 +345,110 @@ def test_one_busy_event_does_not_keep_the_sweeper_from_the_others(alice, bob, ve
     assert free.seats.filter(state="held").count() == 0
     assert stuck.seats.filter(state="held").count() == 1
     assert services.expire_holds(now=now + timedelta(hours=1)) == 1  # next sweep gets it
+
+
+@pytest.mark.parametrize("alices_clock", ["read-before-the-expiry", "running-behind"])
+@pytest.mark.parametrize("takeover", ["hold", "book"])
+def test_a_seat_added_while_the_emptied_hold_is_being_ended_is_never_left_under_an_ended_hold(
+    alice, bob, event, five, client, monkeypatch, takeover, alices_clock
+):
+    """Alice's hold has expired and Bob takes its last seat. Inside Bob's transaction, after
+    he wrote the seat and just before he locks Alice's emptied hold to end it, Alice's request
+    adds another seat to her hold and commits: a request that read its clock before the expiry
+    (when it started, or on a server whose clock runs behind) still finds the hold active.
+
+    Bob must then see her new seat and keep the hold (it ends once he has it locked and finds
+    it empty): a seat left 'held' under an ended hold is never swept, and the counters and the
+    map would disagree about it forever.
+    """
+    start = timezone.now()
+    hold = services.hold_seats(
+        customer=alice,
+        event_id=event.pk,
+        seat_ids=five[:1],
+        now=start - event.hold_duration - timedelta(seconds=5),
+    )
+    before_expiry = hold.expires_at - timedelta(seconds=1)
+    if alices_clock == "read-before-the-expiry":
+        # Her request started just before the expiry: its first reading of the clock is from
+        # before it, the later ones are not.
+        real_clock, first_read = rules.clock, []
+
+        def alices_first_reading(now):
+            if now is None and threading.current_thread().name == "alice" and not first_read:
+                first_read.append(before_expiry)
+                return before_expiry
+            return real_clock(now)
+
+        monkeypatch.setattr(rules, "clock", alices_first_reading)
+        alices_now = None
+    else:
+        alices_now = before_expiry
+
+    bob_at_the_hold_lock, alice_done = threading.Event(), threading.Event()
+
+    def pause_before_locking_the_hold(execute, sql, params, many, context):
+        # end_holds_left_empty locks holds with SKIP LOCKED; nothing else in Bob's call does.
+        if "SKIP LOCKED" in sql and '"seats_hold"' in sql and not bob_at_the_hold_lock.is_set():
+            bob_at_the_hold_lock.set()
+            assert alice_done.wait(timeout=30)
+        return execute(sql, params, many, context)
+
+    def bobs_takeover():
+        with connection.execute_wrapper(pause_before_locking_the_hold):
+            if takeover == "hold":
+                return services.hold_seats(customer=bob, event_id=event.pk, seat_ids=five[:1])
+            return services.book_seats(customer=bob, event_id=event.pk, seat_ids=five[:1])
+
+    def alices_request():
+        return services.hold_seats(
+            customer=alice, event_id=event.pk, seat_ids=five[1:2], now=alices_now
+        )
+
+    outcomes = {}
+
+    def run(name, call, finished=None):
+        try:
+            connect_patiently()
+            outcomes[name] = ("won", call())
+        except Exception as exc:
+            outcomes[name] = (type(exc).__name__, exc)
+        finally:
+            connection.close()
+            if finished is not None:
+                finished.set()
+
+    bobs = threading.Thread(name="bob", target=run, args=("bob", bobs_takeover))
+    bobs.start()
+    assert bob_at_the_hold_lock.wait(timeout=30), "Bob never came to end Alice's hold"
+    alices = threading.Thread(name="alice", target=run, args=("alice", alices_request, alice_done))
+    alices.start()
+    alices.join(timeout=30)
+    bobs.join(timeout=30)
+    assert not alices.is_alive() and not bobs.is_alive()
+
+    assert outcomes["bob"][0] == "won"
+    assert Seat.objects.get(pk=five[0]).state == ("held" if takeover == "hold" else "sold")
+    # Alice's answer: a hold that is hers and valid by her clock, holding her new seat...
+    kind, answer = outcomes["alice"]
+    new_seat = Seat.objects.get(pk=five[1])
+    if kind == "won":
+        assert answer.expires_at > (alices_now or timezone.now())
+        assert (new_seat.state, new_seat.hold_id) == ("held", answer.pk)
+    else:  # ...or a clean refusal
+        assert kind in {"SeatsUnavailable", "Conflict"}
+        assert (new_seat.state, new_seat.hold_id) == ("available", None)
+    # No seat is held under an ended hold, now or after the sweeper has been by.
+    held_under_ended = Seat.objects.filter(state="held", hold__ended_at__isnull=False)
+    assert not held_under_ended.exists()
+    services.expire_holds()
+    assert not held_under_ended.exists()
+    assert not Seat.objects.filter(state="held", hold__expires_at__lte=timezone.now()).exists()
+    # The sweeper and the API agree: what viewers are told is what is stored and counted.
+    shown = client.get(f"/api/events/{event.pk}/seats").json()["seats"]
+    stored = dict(Seat.objects.filter(event=event).values_list("pk", "state"))
+    assert {seat["id"]: seat["state"] for seat in shown} == stored
+    event.refresh_from_db()
+    assert (event.seats_available, event.seats_held, event.seats_sold) == tuple(
+        list(stored.values()).count(state) for state in ("available", "held", "sold")
+    )
