@@ -2,11 +2,12 @@
 
 import asyncio
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from .answers import Answer, answer
-from .http import HttpError, Response, Session
+from .http import HttpError, Response, Session, next_url
 from .stats import ChangeLog, Outcomes, Timeline, clock
 
 MAX_BUSY_RETRIES = 20
@@ -57,28 +58,45 @@ def _retry_after(response: Response) -> float:
 
 
 class Customer:
-    def __init__(self, number: int, session: Session, *, event_id: int, ledger: Ledger) -> None:
+    """One customer's session. `urls` are the site's servers: a request that gets no answer
+    is retried through the next one (as a proxy would send it to a live process), and the
+    customer stays there."""
+
+    def __init__(
+        self,
+        number: int,
+        session: Session,
+        *,
+        event_id: int,
+        ledger: Ledger,
+        urls: Sequence[str] = (),
+    ) -> None:
         self.number = number
         self.session = session
         self.event_id = event_id
         self.ledger = ledger
+        self.urls = list(urls) or [session.base_url]
         self.done = False
 
-    async def call(self, kind: RequestKind, body: dict[str, object], seats: list[int]) -> Attempt:
+    async def call(
+        self, kind: RequestKind, body: dict[str, object], seats: list[int], *, key: str = ""
+    ) -> Attempt:
         """POSTs one hold or booking and files its outcome. `seats` are the seats asked
         for (none when booking a hold).
 
-        The request carries a fresh Idempotency-Key. When it gets no answer (connection
-        dropped, timed out) or a 503, it is sent once more with the same key, as a browser's
-        retry would be: the server may already have acted on the first, and the key lets it
+        The request carries `key` as its Idempotency-Key (default: a fresh one). When it
+        gets no answer (connection refused, dropped, timed out) or a 503, it is sent once
+        more with the same key, as a browser's retry would be (after no answer, through the
+        next server): the server may already have acted on the first, and the key lets it
         answer the same again. It counts as one request, by its last answer."""
         ledger = self.ledger
         outcomes = ledger.holds if kind == "hold" else ledger.bookings
         path = f"/api/events/{self.event_id}/{'holds' if kind == 'hold' else 'bookings'}"
-        headers = {"Idempotency-Key": secrets.token_urlsafe(18)}
+        headers = {"Idempotency-Key": key or secrets.token_urlsafe(18)}
         started = clock()
         retried = False
         while True:
+            cut_off = False
             try:
                 response: Response | None = await self.session.request(
                     "POST", path, json_body=body, headers=headers
@@ -86,6 +104,7 @@ class Customer:
                 failure = ""
             except HttpError as exc:
                 response, failure = None, str(exc).split(": ", 1)[-1][:60]
+                cut_off = exc.sent
             if response is not None and response.status >= 500:
                 self._count_server_error(outcomes, response)
             if retried or not (response is None or response.status == 503):
@@ -93,6 +112,8 @@ class Customer:
             retried = True
             if response is None:
                 outcomes.retries_after_no_answer += 1
+                outcomes.retries_after_cut_off += cut_off
+                await self.session.move_to(next_url(self.urls, self.session.base_url))
             else:
                 outcomes.retries_after_503 += 1
                 await asyncio.sleep(_retry_after(response))
@@ -154,18 +175,21 @@ class Customer:
         return await self.call("hold", {"seats": seat_ids}, seat_ids)
 
     async def book(
-        self, *, seat_ids: list[int] | None = None, hold_id: int | None = None
+        self, *, seat_ids: list[int] | None = None, hold_id: int | None = None, key: str = ""
     ) -> Attempt:
         if hold_id is not None:
-            return await self.call("booking", {"hold": hold_id}, [])
-        return await self.call("booking", {"seats": seat_ids or []}, seat_ids or [])
+            return await self.call("booking", {"hold": hold_id}, [], key=key)
+        return await self.call("booking", {"seats": seat_ids or []}, seat_ids or [], key=key)
 
     async def book_until_answered(
         self, *, seat_ids: list[int] | None = None, hold_id: int | None = None
     ) -> Attempt:
-        """Books, retrying while the server says it is busy (as the page tells people to)."""
+        """Books, retrying while the server says it is busy (as the page tells people to),
+        every time with the same Idempotency-Key: one of the tries may have gone through
+        unanswered, and only its key gets its answer back instead of a conflict with itself."""
+        key = secrets.token_urlsafe(18)
         for _ in range(MAX_BUSY_RETRIES):
-            attempt = await self.book(seat_ids=seat_ids, hold_id=hold_id)
+            attempt = await self.book(seat_ids=seat_ids, hold_id=hold_id, key=key)
             if attempt.outcome != "busy":
                 return attempt
             await asyncio.sleep(attempt.wait)

@@ -44,6 +44,7 @@ class ViewerStats(TypedDict):
     connects: int
     failed_connects: int
     drops: int
+    failovers: int
     resyncs: int
 
 
@@ -88,7 +89,8 @@ class ViewerFleet:
         self.viewers = [
             Viewer(
                 number=n,
-                base_url=urls[n % len(urls)],
+                # Viewer n starts on server n mod len(urls) and fails over to the next ones.
+                urls=urls[n % len(urls) :] + urls[: n % len(urls)],
                 event_id=spec["event_id"],
                 baseline=spec["baseline"],
                 base_version=spec["base_version"],
@@ -147,7 +149,7 @@ class ViewerFleet:
                 out_of_date.append(
                     {
                         "viewer": viewer.number,
-                        "url": viewer.base_url,
+                        "url": viewer.url,
                         "version": viewer.version,
                         "stale_seats": stale[:20],
                         "stale_count": len(stale),
@@ -167,6 +169,7 @@ class ViewerFleet:
                     "connects": v.connects,
                     "failed_connects": v.failed_connects,
                     "drops": v.drops,
+                    "failovers": v.failovers,
                     "resyncs": v.resyncs,
                 }
                 for v in self.viewers

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode, urlsplit
@@ -17,7 +18,12 @@ IDLE_REUSE_SECONDS = 3.0
 
 
 class HttpError(Exception):
-    """The request got no complete answer (connection refused, reset, timed out)."""
+    """The request got no complete answer (connection refused, reset, timed out). `sent`:
+    whether it had been sent, so that the server may have acted on it."""
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 @dataclass
@@ -45,15 +51,28 @@ class Session:
     _reader: asyncio.StreamReader | None = None
     _writer: asyncio.StreamWriter | None = None
     _last_used: float = 0.0
+    _sent: bool = False
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.base_url)
+        self._aim(self.base_url)
+        self._lock = asyncio.Lock()
+
+    def _aim(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
         if parts.scheme != "http":
-            raise ValueError(f"Only http:// servers are supported, not {self.base_url!r}.")
+            raise ValueError(f"Only http:// servers are supported, not {base_url!r}.")
+        self.base_url = base_url
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
         self.origin = f"http://{parts.netloc}"
-        self._lock = asyncio.Lock()
+
+    async def move_to(self, base_url: str) -> None:
+        """Sends the next requests to another server of the same site, with the same cookies
+        (the processes of one site share the database the sessions are kept in)."""
+        async with self._lock:
+            if base_url != self.base_url:
+                await self.close()
+                self._aim(base_url)
 
     @property
     def csrf_token(self) -> str:
@@ -101,11 +120,14 @@ class Session:
         )
         payload = head.encode("latin-1") + b"\r\n" + body
         async with self._lock:
+            self._sent = False
             try:
                 return await asyncio.wait_for(self._exchange(payload, method), self.timeout)
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
                 await self.close()
-                raise HttpError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+                raise HttpError(
+                    f"{method} {path}: {type(exc).__name__}: {exc}", sent=self._sent
+                ) from exc
 
     async def _exchange(self, payload: bytes, method: str) -> Response:
         if self._writer is not None and time.monotonic() - self._last_used > IDLE_REUSE_SECONDS:
@@ -113,6 +135,7 @@ class Session:
         if self._writer is None or self._reader is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         reader = self._reader
+        self._sent = True
         self._writer.write(payload)
         await self._writer.drain()
         status_line = await reader.readuntil(b"\r\n")
@@ -201,3 +224,11 @@ async def sign_up(session: Session, *, username: str, password: str) -> bool:
         headers={"Accept": "text/html"},
     )
     return answer.status in (302, 303) and "sessionid" in session.cookies
+
+
+def next_url(urls: Sequence[str], current: str) -> str:
+    """The server to try after `current`: the next of `urls`, in turn (`current` itself when
+    it is the only one)."""
+    if current not in urls:
+        return urls[0] if urls else current
+    return urls[(urls.index(current) + 1) % len(urls)]

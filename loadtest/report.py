@@ -85,13 +85,24 @@ def build(result: RunResult, *, db_double_booked: list[int] | None) -> Report:
     double_booked = sorted(set(double_in_answers) | set(db_double_booked or []))
     truth = result.truth
     booked_not_sold = sorted(s for s in seat_counts if truth.get(s) != "sold")
+    # A sale no answer told of: a booking whose answer was lost (no answer to either try) or
+    # whose retry was not answered as the first try would have been.
+    sold_not_booked = sorted(
+        s
+        for s, state in truth.items()
+        if state == "sold" and s not in seat_counts and result.start_states.get(s) != "sold"
+    )
 
     latencies, by_start = ledger.changes.latencies()
     change_summary = summary_ms(latencies)
     expected = len(ledger.changes.started) * len(viewers)
     out_of_date = result.viewers_out_of_date
     passed = (
-        not double_booked and not out_of_date and not booked_not_sold and not ledger.server_errors
+        not double_booked
+        and not out_of_date
+        and not booked_not_sold
+        and not sold_not_booked
+        and not ledger.server_errors
     )
     verification: Verification = {
         "double_booked_seats": double_booked,
@@ -100,6 +111,7 @@ def build(result: RunResult, *, db_double_booked: list[int] | None) -> Report:
         "viewers_out_of_date": len(out_of_date),
         "out_of_date_examples": out_of_date[:10],
         "booked_but_not_sold": booked_not_sold,
+        "sold_but_not_booked": sold_not_booked,
         "server_errors": ledger.server_errors,
         "passed": passed,
     }
@@ -174,6 +186,7 @@ def build(result: RunResult, *, db_double_booked: list[int] | None) -> Report:
             "connections_failed": sum(1 for v in viewers if v["connects"] == 0),
             "connect_attempts_failed": sum(v["failed_connects"] for v in viewers),
             "dropped": sum(v["drops"] for v in viewers),
+            "failovers": sum(v["failovers"] for v in viewers),
             "resyncs_requested": sum(v["resyncs"] for v in viewers),
             "frames": _spread([v["frames"] for v in viewers]),
             "bytes": _spread([v["bytes"] for v in viewers]),

@@ -17,7 +17,7 @@ from .config import MODES, Config, CustomerLogin, LoadTestError
 from .customer import Customer, Ledger
 from .fleet import Fleet, FleetSpec, ViewerFleet, ViewerStats
 from .fleet_process import FleetProcessError, RemoteFleet
-from .http import HttpError, Session, log_in, sign_up
+from .http import HttpError, Session, log_in, next_url, sign_up
 from .modes import Load, StopReason, best_seats
 from .procmem import MemoryWatch, pids_listening_on
 from .shapes import StaleViewer
@@ -40,6 +40,7 @@ class RunResult:
     run: "Run"
     hot: list[int]
     seat_ids: set[int]
+    start_states: dict[int, str]
     start_version: int
     final_version: int
     truth: dict[int, str]
@@ -118,11 +119,23 @@ class Run:
     # --- setup -------------------------------------------------------------------------
 
     async def fetch_map(self, session: Session) -> SeatMap:
+        """The event's seat map as the server has it. A server that gives no answer or is
+        busy is asked again, through the next --url after no answer (a process may be
+        down while the others serve)."""
         path = f"/api/events/{self.config.event_id}/seats"
-        try:
-            response = await session.request("GET", path)
-        except HttpError as exc:
-            raise LoadTestError(f"Cannot reach {session.base_url}: {exc}") from exc
+        tries = 2 * len(self.config.urls)
+        for attempt in range(1, tries + 1):
+            try:
+                response = await session.request("GET", path)
+            except HttpError as exc:
+                if attempt == tries:
+                    raise LoadTestError(f"Cannot reach {session.base_url}: {exc}") from exc
+                await session.move_to(next_url(self.config.urls, session.base_url))
+                await asyncio.sleep(0.2)
+                continue
+            if response.status != 503 or attempt == tries:
+                break
+            await asyncio.sleep(0.5)
         if response.status != 200:
             raise LoadTestError(f"GET {path} answered {response.status}: {response.body[:200]!r}")
         answer = seat_map(response.json())
@@ -154,7 +167,13 @@ class Run:
                     raise LoadTestError(f"Could not {how.replace('login', 'log in')} {username}.")
             async with gate:
                 await self.check_logged_in(session)
-            return Customer(number, session, event_id=self.config.event_id, ledger=self.ledger)
+            return Customer(
+                number,
+                session,
+                event_id=self.config.event_id,
+                ledger=self.ledger,
+                urls=urls[number % len(urls) :] + urls[: number % len(urls)],
+            )
 
         self.customers = list(
             await asyncio.gather(
@@ -342,6 +361,7 @@ async def run_load(config: Config) -> RunResult:
         run=run,
         hot=hot,
         seat_ids=set(baseline),
+        start_states=baseline,
         start_version=version,
         final_version=final_version,
         truth=truth,

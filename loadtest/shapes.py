@@ -16,11 +16,14 @@ class LatencySummary(TypedDict):
 
 class Retries(TypedDict):
     """Requests sent once more with the same Idempotency-Key after the first try got no
-    answer (connection dropped, timed out) or a 503; `outcomes` counts how those ended
-    (ok, conflict, busy, error). A 409 here can be the first try's own success, where the
-    server does not yet replay the first answer for a repeated key."""
+    answer (connection refused, dropped, timed out; retried through the next --url) or a
+    503; `cut_off` counts the no-answer ones that had been sent (the server may have acted
+    on them: their retry must be answered as they were); `outcomes` counts how the retried
+    requests ended (ok, conflict, busy, error). A 409 here can be the first try's own
+    success, where the server does not replay the first answer for a repeated key."""
 
     after_no_answer: int
+    cut_off: int
     after_503: int
     outcomes: dict[str, int]
 
@@ -85,6 +88,8 @@ class ViewersReport(TypedDict):
     connections_failed: int
     connect_attempts_failed: int
     dropped: int
+    # Reconnects that went to the next --url (after a drop or a failed connect).
+    failovers: int
     resyncs_requested: int
     frames: Spread
     bytes: Spread
@@ -123,12 +128,17 @@ class StaleViewer(TypedDict):
 
 
 class Verification(TypedDict):
+    """`passed` when no seat was sold twice, every viewer ended equal to the server, every
+    seat a booking answer named is sold and every seat sold during the run was named by a
+    booking answer (each sale counted once, none unreported), and no 5xx but "busy"."""
+
     double_booked_seats: list[int]
     double_booked_in_answers: list[int]
     database_checked: bool
     viewers_out_of_date: int
     out_of_date_examples: list[StaleViewer]
     booked_but_not_sold: list[int]
+    sold_but_not_booked: list[int]
     server_errors: int
     passed: bool
 

@@ -81,6 +81,8 @@ class Outcomes:
     # Requests sent a second time (same Idempotency-Key) after no answer or a 503, and how
     # those retried requests ended.
     retries_after_no_answer: int = 0
+    # Of those, the ones whose first try had been sent (cut off, not refused a connection).
+    retries_after_cut_off: int = 0
     retries_after_503: int = 0
     retried_outcomes: Counter[str] = field(default_factory=Counter)
 
@@ -94,6 +96,7 @@ class Outcomes:
             "latency": summary_ms(self.latencies),
             "retries": {
                 "after_no_answer": self.retries_after_no_answer,
+                "cut_off": self.retries_after_cut_off,
                 "after_503": self.retries_after_503,
                 "outcomes": dict(self.retried_outcomes),
             },

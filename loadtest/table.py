@@ -23,10 +23,14 @@ def retries_line(report: Report) -> str:
     if not count["holds"] and not count["bookings"]:
         return line
     no_answer = holds["after_no_answer"] + bookings["after_no_answer"]
+    cut_off = holds["cut_off"] + bookings["cut_off"]
     after_503 = holds["after_503"] + bookings["after_503"]
     ended = Counter(holds["outcomes"]) + Counter(bookings["outcomes"])
     then = ", ".join(f"{outcome} {n}" for outcome, n in sorted(ended.items()))
-    return f"{line} (after no answer {no_answer}, after 503 {after_503}; then {then})"
+    return (
+        f"{line} (after no answer {no_answer}, {cut_off} of them cut off; after 503 "
+        f"{after_503}; then {then})"
+    )
 
 
 def lag_line(report: Report) -> str:
@@ -87,7 +91,10 @@ def table(report: Report) -> str:
             "viewers connected start / end",
             f"{v['connected_at_start']} / {v['connected_at_end']} of {v['requested']}",
         ),
-        ("connections failed / dropped", f"{v['connections_failed']} / {v['dropped']}"),
+        (
+            "connections failed / dropped / failed over",
+            f"{v['connections_failed']} / {v['dropped']} / {v['failovers']}",
+        ),
         (
             "frames per viewer mean (min-max)",
             f"{fmt(v['frames']['mean'])} ({fmt(v['frames']['min'])}-{fmt(v['frames']['max'])})",
@@ -109,6 +116,7 @@ def table(report: Report) -> str:
         ),
         ("viewers out of date", str(ver["viewers_out_of_date"])),
         ("booked but not sold", str(ver["booked_but_not_sold"] or "none")),
+        ("sold but not booked (unanswered)", str(ver["sold_but_not_booked"] or "none")),
         ("server errors (5xx)", str(ver["server_errors"])),
         ("verification", "PASSED" if ver["passed"] else "FAILED"),
         *(("note", note) for note in report["notes"]),

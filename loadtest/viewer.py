@@ -3,19 +3,23 @@
 It follows the same rules as the page's live.js: frames carry their version in the first
 element; a delta one past the version advances it, a newer one is a gap (ask for a resync
 if it is not filled soon), an older one is already known; a sync frame brings the map up to
-its version; a heartbeat ahead of the version means something was missed.
+its version; a heartbeat ahead of the version means something was missed. A socket that
+closes, or cannot be opened, is opened again from the version reached, to the next of the
+site's servers (as a proxy in front of several processes would route around a dead one).
 """
 
 import asyncio
 import contextlib
 import json
 import re
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Origin
 
+from .http import next_url
 from .stats import ChangeLog, clock
 
 MARKER = re.compile(rb'<div id="live-version" data-kind="(\w+)" data-version="(\d+)"')
@@ -33,15 +37,21 @@ def ws_url(base_url: str, event_id: int, version: int) -> str:
     return f"{scheme}://{parts.netloc}/ws/events/{event_id}/?v={version}"
 
 
+def origin_of(base_url: str) -> Origin:
+    parts = urlsplit(base_url)
+    return Origin(f"{parts.scheme}://{parts.netloc}")
+
+
 class Viewer:
     """Keeps its own view of the map on top of a baseline shared by every viewer, so a
-    thousand viewers of a 5,000-seat map do not hold five million entries."""
+    thousand viewers of a 5,000-seat map do not hold five million entries. `urls`: the
+    site's servers, the first one first."""
 
     def __init__(
         self,
         *,
         number: int,
-        base_url: str,
+        urls: Sequence[str],
         event_id: int,
         baseline: dict[int, str],
         base_version: int,
@@ -50,8 +60,8 @@ class Viewer:
         deflate: bool = False,
     ) -> None:
         self.number = number
-        self.base_url = base_url
-        self.origin = Origin(f"{urlsplit(base_url).scheme}://{urlsplit(base_url).netloc}")
+        self.urls = list(urls)
+        self.url = self.urls[0]
         self.event_id = event_id
         self.baseline = baseline
         self.base_version = base_version
@@ -72,6 +82,8 @@ class Viewer:
         self.connects = 0
         self.failed_connects = 0
         self.drops = 0
+        # Times the viewer moved on to another server after a drop or a failed connect.
+        self.failovers = 0
         self.last_error = ""
         self.ws: ClientConnection | None = None
         self.connected = asyncio.Event()
@@ -130,15 +142,16 @@ class Viewer:
 
     async def run(self, *, open_timeout: float) -> None:
         """Connects, reads until stopped, and reconnects (from the version reached) when the
-        server drops the connection, as the page does."""
+        server drops the connection, as the page does: to the next server, if there are
+        several, after a drop or a failed attempt."""
         backoff = 0.2
         while not self.stopping:
-            url = ws_url(self.base_url, self.event_id, self.version)
+            url = ws_url(self.url, self.event_id, self.version)
             headers = {"Cookie": self.cookie} if self.cookie else None
             try:
                 async with connect(
                     url,
-                    origin=self.origin,
+                    origin=origin_of(self.url),
                     additional_headers=headers,
                     compression="deflate" if self.deflate else None,
                     ping_interval=None,
@@ -169,6 +182,10 @@ class Viewer:
                 self.connected.clear()
             if self.stopping:
                 return
+            following = next_url(self.urls, self.url)
+            if following != self.url:
+                self.url = following
+                self.failovers += 1
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 3.0)
 

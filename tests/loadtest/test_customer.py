@@ -1,5 +1,6 @@
 """A customer's holds and bookings: Idempotency-Key on every POST, one retry with the same
-key after no answer or a 503, and how the answers are counted. Against a scripted server."""
+key after no answer (through the next server) or a 503, and how the answers are counted.
+Against scripted servers."""
 
 import asyncio
 import json
@@ -11,6 +12,8 @@ import pytest_asyncio
 
 from loadtest.customer import Customer, Ledger
 from loadtest.http import Session
+
+from .servers import free_port
 
 pytestmark = pytest.mark.asyncio
 
@@ -83,6 +86,7 @@ async def test_a_booking_without_an_answer_is_sent_once_more_with_the_same_key(s
     assert (bookings["ok"], bookings["conflict"], bookings["error"]) == (0, 1, 0)
     assert bookings["retries"] == {
         "after_no_answer": 1,
+        "cut_off": 1,
         "after_503": 0,
         "outcomes": {"conflict": 1},
     }
@@ -100,7 +104,12 @@ async def test_a_busy_answer_is_retried_with_the_same_key_and_its_success_counts
     bookings = ledger.bookings.as_dict()
     assert (bookings["ok"], bookings["busy"], bookings["error"]) == (1, 0, 0)
     assert bookings["latency"]["count"] == 1
-    assert bookings["retries"] == {"after_no_answer": 0, "after_503": 1, "outcomes": {"ok": 1}}
+    assert bookings["retries"] == {
+        "after_no_answer": 0,
+        "cut_off": 0,
+        "after_503": 1,
+        "outcomes": {"ok": 1},
+    }
     assert ledger.booked == [[1, 2]] and ledger.server_errors == 0
 
 
@@ -117,6 +126,7 @@ async def test_only_one_retry_then_the_request_counts_as_failed(scripted):
     assert (bookings["error"], bookings["busy"]) == (1, 1)
     assert bookings["retries"] == {
         "after_no_answer": 1,
+        "cut_off": 1,
         "after_503": 1,
         "outcomes": {"error": 1, "busy": 1},
     }
@@ -137,3 +147,71 @@ async def test_every_hold_and_booking_carries_its_own_key(scripted):
     hold_key, booking_key = server.keys()
     assert hold_key and booking_key and hold_key != booking_key
     assert customer.ledger.holds.as_dict()["retries"]["after_no_answer"] == 0
+
+
+async def test_busy_retries_until_answered_keep_one_key(scripted):
+    server, customer = scripted
+    server.script = [BUSY, BUSY, BUSY, (201, {"booking": 5, "seats": [1], "total": "40.00"})]
+    assert (await customer.book_until_answered(seat_ids=[1])).outcome == "ok"
+
+    # Two calls of two tries each; had a try gone through unanswered, only its own key
+    # would get its booking back instead of a conflict with itself.
+    keys = server.keys()
+    assert len(keys) == 4 and len(set(keys)) == 1 and keys[0]
+    bookings = customer.ledger.bookings.as_dict()
+    assert (bookings["ok"], bookings["busy"]) == (1, 1)
+
+
+async def start(server: ScriptedServer) -> tuple[asyncio.Server, str]:
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    return listener, f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+
+
+async def test_a_request_cut_off_is_retried_through_the_next_server_which_keeps_the_customer():
+    dying, survivor = ScriptedServer([DROP]), ScriptedServer([])
+    survivor.script = [
+        (201, {"booking": 5, "seats": [1, 2], "total": "80.00"}),
+        (201, {"booking": 6, "seats": [3], "total": "40.00"}),
+    ]
+    (dying_listener, dying_url), (survivor_listener, survivor_url) = [
+        await start(server) for server in (dying, survivor)
+    ]
+    session = Session(dying_url)
+    session.cookies.update(csrftoken="t", sessionid="s")
+    customer = Customer(1, session, event_id=7, ledger=Ledger(), urls=[dying_url, survivor_url])
+    try:
+        assert (await customer.book(seat_ids=[1, 2])).outcome == "ok"
+        assert (await customer.book(seat_ids=[3])).outcome == "ok"
+    finally:
+        await session.close()
+        for listener in (dying_listener, survivor_listener):
+            listener.close()
+            await listener.wait_closed()
+
+    # The cut-off request went to the survivor with its key, cookies and the survivor's
+    # own origin (Django's CSRF check compares it with the host); the next one stayed there.
+    assert len(dying.requests) == 1 and len(survivor.requests) == 2
+    assert survivor.keys()[0] == dying.keys()[0] != survivor.keys()[1]
+    retried = survivor.requests[0]
+    assert retried["origin"] == survivor_url and retried["cookie"] == "csrftoken=t; sessionid=s"
+    bookings = customer.ledger.bookings.as_dict()
+    assert bookings["ok"] == 2 and bookings["error"] == 0
+    assert bookings["retries"]["after_no_answer"] == bookings["retries"]["cut_off"] == 1
+    assert customer.ledger.booked == [[1, 2], [3]]
+
+
+async def test_a_refused_connection_is_not_counted_as_cut_off():
+    survivor = ScriptedServer([(201, {"booking": 5, "seats": [1], "total": "40.00"})])
+    listener, survivor_url = await start(survivor)
+    gone = f"http://127.0.0.1:{free_port()}"
+    session = Session(gone)
+    session.cookies.update(csrftoken="t", sessionid="s")
+    customer = Customer(1, session, event_id=7, ledger=Ledger(), urls=[gone, survivor_url])
+    try:
+        assert (await customer.book(seat_ids=[1])).outcome == "ok"
+    finally:
+        await session.close()
+        listener.close()
+        await listener.wait_closed()
+    retries = customer.ledger.bookings.as_dict()["retries"]
+    assert (retries["after_no_answer"], retries["cut_off"]) == (1, 0)

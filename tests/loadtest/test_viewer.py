@@ -1,4 +1,9 @@
-"""The viewer's frame bookkeeping that the load test's verdict rests on."""
+"""The viewer's frame bookkeeping that the load test's verdict rests on, and its reconnects."""
+
+import asyncio
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
 
 from loadtest.stats import ChangeLog
 from loadtest.viewer import Viewer
@@ -14,10 +19,10 @@ def frame(kind: str, version: int, *seats: tuple[int, str]) -> bytes:
     return (marker + buttons).encode()
 
 
-def make_viewer(changes=None) -> Viewer:
+def make_viewer(changes=None, urls=("http://127.0.0.1:1",)) -> Viewer:
     return Viewer(
         number=0,
-        base_url="http://127.0.0.1:1",
+        urls=urls,
         event_id=1,
         baseline={1: "available", 2: "available", 3: "available"},
         base_version=10,
@@ -61,3 +66,41 @@ def test_viewer_behind_a_heartbeat_asks_for_a_resync_after_a_grace_period():
     assert sent == []  # the deltas may still be on their way
     viewer.check(3.5)
     assert sent == [3.5]
+
+
+@pytest.mark.asyncio
+async def test_a_viewer_whose_socket_closes_resumes_from_its_version_on_the_next_server():
+    paths: dict[str, list[str]] = {"restarting": [], "survivor": []}
+    survivor_done = asyncio.Event()
+
+    async def restarting(ws: ServerConnection) -> None:
+        paths["restarting"].append(ws.request.path if ws.request else "")
+        await ws.send(frame("delta", 11, (1, "sold")).decode())
+        await ws.close(1012)  # uvicorn's "service restart"
+
+    async def survivor(ws: ServerConnection) -> None:
+        paths["survivor"].append(ws.request.path if ws.request else "")
+        await ws.send(frame("sync", 12, (2, "held")).decode())
+        await survivor_done.wait()
+
+    async with (
+        serve(restarting, "127.0.0.1", 0) as first,
+        serve(survivor, "127.0.0.1", 0) as second,
+    ):
+        urls = [f"http://127.0.0.1:{s.sockets[0].getsockname()[1]}" for s in (first, second)]
+        viewer = make_viewer(urls=urls)
+        task = asyncio.create_task(viewer.run(open_timeout=5))
+        try:
+            async with asyncio.timeout(5):
+                while viewer.version < 12:
+                    await asyncio.sleep(0.01)
+        finally:
+            survivor_done.set()
+            await viewer.close()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    assert paths == {"restarting": ["/ws/events/1/?v=10"], "survivor": ["/ws/events/1/?v=11"]}
+    assert (viewer.connects, viewer.drops, viewer.failovers) == (2, 1, 1)
+    assert viewer.url == urls[1]
+    assert viewer.differences({1: "sold", 2: "held", 3: "available"}) == []
