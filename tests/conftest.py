@@ -1,4 +1,5 @@
 import os
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -116,3 +117,12 @@ def staff(db):
 @pytest.fixture
 def on_postgres():
     return connection.vendor == "postgresql"
+
+
+@pytest.fixture(autouse=True)
+def own_rate_limit_counters(settings):
+    """Each test counts from zero under a cache key prefix of its own: the test database
+    hands out the same ids again (SQLite), and the cache outlives a test."""
+    default = settings.CACHES["default"]
+    prefix = f"{default.get('KEY_PREFIX', '')}-{uuid.uuid4().hex}"
+    settings.CACHES = {**settings.CACHES, "default": {**default, "KEY_PREFIX": prefix}}

@@ -9,7 +9,7 @@ from events.models import Event
 from seats import services
 from seats.models import Booking, Hold, Seat
 from tests.conftest import make_event
-from tests.seats.test_ratelimits import freeze_clock, own_rate_limit_counters  # noqa: F401
+from tests.seats.test_ratelimits import freeze_clock
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 

@@ -9,7 +9,6 @@ from seats import services
 from seats.errors import Busy
 from seats.models import Seat
 from tests.conftest import make_event
-from tests.seats.test_ratelimits import own_rate_limit_counters  # noqa: F401 (autouse)
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from seats import idempotency, services
 from seats.errors import Busy
 from seats.models import Booking, Hold, IdempotencyKey, Seat
 from tests.conftest import make_event
-from tests.seats.test_ratelimits import freeze_clock, own_rate_limit_counters  # noqa: F401
+from tests.seats.test_ratelimits import freeze_clock
 
 KEY = "3f0c6a9e-5d1b-4f7e-9a51-0b6c2d8e7f10"
 

@@ -4,7 +4,6 @@ cache, configurable in the environment, open when the cache is down."""
 
 import json
 import logging
-import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -18,15 +17,6 @@ from tests.conftest import make_event
 
 # A window boundary of every rate used here (10 s, 1 min, 1 h), plus a little.
 T0 = 1_800_000_000 + 0.25
-
-
-@pytest.fixture(autouse=True)
-def own_rate_limit_counters(settings):
-    """Each test counts from zero under a cache key prefix of its own: the test database
-    hands out the same ids again (SQLite), and the cache outlives a test."""
-    default = settings.CACHES["default"]
-    prefix = f"{default.get('KEY_PREFIX', '')}-{uuid.uuid4().hex}"
-    settings.CACHES = {**settings.CACHES, "default": {**default, "KEY_PREFIX": prefix}}
 
 
 class FrozenClock:
