@@ -36,6 +36,10 @@ _KEY_GRACE_SECONDS = 60
 # At most one "cache unreachable" warning per process this often, not one per request.
 _WARN_EVERY_SECONDS = 60.0
 _last_warning = -math.inf
+# After the cache failed, requests skip it (let through) for this long instead of each
+# waiting out the cache's socket time-out on a Redis that stopped answering.
+_SKIP_CACHE_AFTER_FAILURE_SECONDS = 5.0
+_cache_failed_at = -math.inf
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,9 @@ def _apply(
     now: float | None,
     count_it: bool,
 ) -> Decision:
+    global _cache_failed_at
+    if time.monotonic() - _cache_failed_at < _SKIP_CACHE_AFTER_FAILURE_SECONDS:
+        return ALLOWED
     at = clock() if now is None else now
     cache = caches["default"]
     retry_after = 0
@@ -115,6 +122,7 @@ def _apply(
             else:
                 over = int(cache.get(key, 0)) >= limit
         except Exception as exc:  # whatever the backend raises while it is down
+            _cache_failed_at = time.monotonic()
             _warn_unreachable(scope, exc)
             return ALLOWED
         if over:

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
@@ -109,6 +110,30 @@ def test_with_the_cache_down_requests_go_through_with_a_warning(dead_cache, capl
     assert ratelimits.peek("t", "me", [(1, 60)]).allowed
     [warning] = [r for r in caplog.records if r.name == "seats.ratelimits"]  # once, not 3 times
     assert "cache is unreachable" in warning.getMessage()
+
+
+def test_after_a_cache_failure_requests_skip_the_cache_for_a_while(dead_cache, monkeypatch):
+    """A Redis that stopped answering costs one socket time-out, not one per request."""
+    ratelimits.hit("t", "me", [(1, 60)])  # fails: the cache is down
+    consulted = []
+    monkeypatch.setattr(ratelimits, "caches", _Recording(consulted))
+
+    assert ratelimits.hit("t", "me", [(1, 60)]).allowed
+    assert consulted == []  # skipped
+
+    ratelimits._cache_failed_at -= ratelimits._SKIP_CACHE_AFTER_FAILURE_SECONDS
+    ratelimits.hit("t", "me", [(1, 60)])
+    assert consulted == ["default"]  # tried again once the pause is over
+
+
+class _Recording(dict[str, object]):
+    def __init__(self, consulted: list[str]) -> None:
+        super().__init__()
+        self.consulted = consulted
+
+    def __getitem__(self, alias: str) -> object:
+        self.consulted.append(alias)
+        return caches[alias]  # the dead cache
 
 
 @pytest.mark.django_db
