@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from seats import services
+from seats.admin import seat_changes_url
 from seats.errors import BookingError
 from seats.models import Seat, SeatState, active_hold, free_seat
 
@@ -109,9 +110,10 @@ class EventAdmin(admin.ModelAdmin[Event]):
         "sale_state",
         "version",
         "occupancy",
+        "seat_changes_link",
     ]
     # Sales open and close through the actions; the version belongs to seats.changes.
-    readonly_fields = ["sale_state", "version", "occupancy"]
+    readonly_fields = ["sale_state", "version", "occupancy", "seat_changes_link"]
     change_form_template = "admin/events/event/change_form.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Event]:
@@ -122,6 +124,12 @@ class EventAdmin(admin.ModelAdmin[Event]):
         if obj.pk is None or not hasattr(obj, "n_available"):
             return "No seats yet."
         return " / ".join(f"{getattr(obj, f'n_{s}')} {s}" for s in OCCUPANCY_STATES)
+
+    @admin.display(description="Seat changes")
+    def seat_changes_link(self, obj: Event) -> str:
+        if obj.pk is None:
+            return "—"
+        return format_html('<a href="{}">History</a>', seat_changes_url(event_id=obj.pk))
 
     @admin.display(description="Seat map")
     def seat_map_link(self, obj: Event) -> str:

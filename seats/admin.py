@@ -274,8 +274,6 @@ class BookingAdmin(ReadOnlyAdmin[Booking]):
 
 # --- the seat-change log -------------------------------------------------------------------
 
-# The `cause` every write path records (seats.services): one per kind of change.
-CAUSES = ("hold", "release", "book", "cancel", "expire", "block", "unblock")
 
 # How staff and the API write a seat: "Stalls-A-8" (seats.models.seat_code).
 _SEAT_CODE = re.compile(r"^(?P<section>.+)-(?P<row>[^-]+)-(?P<number>\d+)$")
@@ -299,7 +297,7 @@ class CauseFilter(admin.SimpleListFilter):
     def lookups(
         self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]
     ) -> list[tuple[str, str]]:
-        return [(cause, cause) for cause in CAUSES]
+        return [(cause, cause) for cause in SeatChange.Cause.values]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         cause = self.value()

@@ -91,7 +91,7 @@ def commit_transitions(
     event_id: int,
     transitions: list[Transition],
     actor_id: int | None,
-    cause: str,
+    cause: SeatChange.Cause,
     now: datetime,
     require_on_sale: bool,
     after_seats_written: Callable[[], None] | None = None,

@@ -207,6 +207,17 @@ class BookingSeat(models.Model):
 class SeatChange(models.Model):
     """One committed seat-state change. The realtime layer replays these to late viewers."""
 
+    class Cause(models.TextChoices):
+        """The write path behind a change (seats.services)."""
+
+        HOLD = "hold", "hold"
+        RELEASE = "release", "release"
+        BOOK = "book", "book"
+        CANCEL = "cancel", "cancel"
+        EXPIRE = "expire", "expire"
+        BLOCK = "block", "block"
+        UNBLOCK = "unblock", "unblock"
+
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="seat_changes")
     seat = models.ForeignKey(Seat, on_delete=models.CASCADE, related_name="changes")
     from_state = models.CharField(max_length=10, choices=SeatState.choices)
@@ -216,7 +227,7 @@ class SeatChange(models.Model):
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )
-    cause = models.CharField(max_length=20)
+    cause = models.CharField(max_length=20, choices=Cause.choices)
 
     class Meta:
         ordering = ["version", "id"]

@@ -10,7 +10,7 @@ from django.db import IntegrityError
 
 from .. import locking
 from ..errors import Conflict, InvalidRequest, NotFound, SeatsUnavailable
-from ..models import Booking, BookingSeat, Hold, Seat, SeatState
+from ..models import Booking, BookingSeat, Hold, Seat, SeatChange, SeatState
 from ..parsing import clean_seat_ids
 from . import rules
 from .holds import lock_open_hold
@@ -72,7 +72,7 @@ def book_seats(
             own_hold=hold,
             own_hold_reason=Hold.EndReason.BOOKED,
             actor_id=customer.pk,
-            cause="book",
+            cause=SeatChange.Cause.BOOK,
             now=at,
         )
     return booking
@@ -126,6 +126,10 @@ def cancel_booking(*, booking_id: int, actor: User, now: datetime | None = None)
         booking.cancelled_at = at
         booking.save(update_fields=["cancelled_at"])
         rules.free_seats(
-            event_id=booking.event_id, seats=seats, actor_id=actor.pk, cause="cancel", now=at
+            event_id=booking.event_id,
+            seats=seats,
+            actor_id=actor.pk,
+            cause=SeatChange.Cause.CANCEL,
+            now=at,
         )
     return booking

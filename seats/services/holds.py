@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 
 from .. import locking
 from ..errors import Busy, Conflict, NotFound, SeatsUnavailable, UnknownSeats
-from ..models import Hold, Seat, SeatState, visible_state
+from ..models import Hold, Seat, SeatChange, SeatState, visible_state
 from ..parsing import clean_seat_ids
 from . import rules
 
@@ -59,7 +59,7 @@ def hold_seats(
                 to=SeatState.HELD,
                 hold=hold,
                 actor_id=customer.pk,
-                cause="hold",
+                cause=SeatChange.Cause.HOLD,
                 now=at,
             )
     return hold
@@ -96,7 +96,7 @@ def release_hold(
                 seats=seats,
                 seen=SeatState.HELD if hold.is_active(at) else SeatState.AVAILABLE,
                 actor_id=actor.pk,
-                cause="release",
+                cause=SeatChange.Cause.RELEASE,
                 now=at,
             )
         rules.end_holds_left_empty([hold.pk], reason=Hold.EndReason.RELEASED, now=at)
@@ -190,7 +190,7 @@ def _expire_event_holds(*, event_id: int, hold_ids: list[int], now: datetime) ->
                 seats=seats,
                 seen=SeatState.HELD,
                 actor_id=None,
-                cause="expire",
+                cause=SeatChange.Cause.EXPIRE,
                 now=now,
             )
         Hold.objects.filter(pk__in=expired).update(ended_at=now, end_reason=Hold.EndReason.EXPIRED)

@@ -14,7 +14,7 @@ from events.models import Event
 from .. import changes, locking
 from ..changes import Transition
 from ..errors import LimitExceeded, NotFound, SaleNotOpen, SeatsUnavailable, UnknownSeats
-from ..models import BookingSeat, Hold, Seat, SeatState
+from ..models import BookingSeat, Hold, Seat, SeatChange, SeatState
 
 
 def get_event(event_id: int) -> Event:
@@ -89,7 +89,7 @@ def take_seats(
     free: list[Seat],
     to: str,
     actor_id: int,
-    cause: str,
+    cause: SeatChange.Cause,
     now: datetime,
     hold: Hold | None = None,
     mine: Sequence[Seat] = (),
@@ -100,7 +100,7 @@ def take_seats(
     under a lapsed hold) and the customer's own held seats `mine` to state `to` (into `hold`
     when holding), then ends the holds they left empty: lapsed ones as expired, the
     customer's `own_hold` with `own_hold_reason`. Only while sales are open for customers;
-    staff (cause "block") may act on a closed sale. Returns the new event version."""
+    staff blocking seats may act on a closed sale. Returns the new event version."""
     own = {own_hold.pk} if own_hold else set()
     replaced = {s.hold_id for s in [*free, *mine] if s.hold_id} - own
 
@@ -118,7 +118,7 @@ def take_seats(
         actor_id=actor_id,
         cause=cause,
         now=now,
-        require_on_sale=cause != "block",
+        require_on_sale=cause != SeatChange.Cause.BLOCK,
         after_seats_written=end_emptied_holds,
     )
 
@@ -128,7 +128,7 @@ def free_seats(
     event_id: int,
     seats: list[Seat],
     actor_id: int | None,
-    cause: str,
+    cause: SeatChange.Cause,
     now: datetime,
     seen: str | None = None,
 ) -> int:

@@ -10,7 +10,7 @@ from events.models import Event
 
 from .. import changes, locking
 from ..errors import Conflict, InvalidRequest, NotFound, SeatsUnavailable
-from ..models import Hold, SeatState
+from ..models import Hold, SeatChange, SeatState
 from ..parsing import clean_seat_ids
 from . import rules
 
@@ -43,7 +43,7 @@ def block_seats(
                 free=changing,
                 to=SeatState.BLOCKED,
                 actor_id=actor.pk,
-                cause="block",
+                cause=SeatChange.Cause.BLOCK,
                 now=at,
             )
     return len(changing)
@@ -63,7 +63,7 @@ def unblock_seats(
                 event_id=event_id,
                 seats=changing,
                 actor_id=actor.pk,
-                cause="unblock",
+                cause=SeatChange.Cause.UNBLOCK,
                 now=rules.clock(now),
             )
     return len(changing)

@@ -1,3 +1,5 @@
+import html
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -179,3 +181,18 @@ def test_event_form_cannot_change_sale_state_or_version(staff_client, staff, dra
     assert draft_event.hold_duration == timedelta(minutes=5)
     # Two versions: opening the sale and blocking the seat; the form's own values are ignored.
     assert (draft_event.sale_state, draft_event.version) == ("on_sale", 2)
+
+
+def test_an_events_page_links_to_its_seat_change_history(staff_client, event, seat_ids, alice):
+    services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:2])
+    page = staff_client.get(reverse("admin:events_event_change", args=[event.pk]))
+    [link] = re.findall(r'<a href="([^"]*seatchange[^"]*)">History</a>', page.content.decode())
+
+    history = staff_client.get(html.unescape(link))
+
+    assert history.status_code == 200
+    rows = history.context["cl"].result_list
+    assert [(c.seat_id, c.cause, c.actor_id) for c in rows] == [
+        (seat_ids[0], "hold", alice.pk),
+        (seat_ids[1], "hold", alice.pk),
+    ]
