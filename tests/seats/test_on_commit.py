@@ -5,10 +5,9 @@ import json
 import pytest
 
 from events.models import Event
-from seats import services
+from seats import changes, services
 from seats.errors import SeatsUnavailable
 from seats.models import Seat
-from seats.services import rules
 
 pytestmark = pytest.mark.django_db
 
@@ -63,11 +62,13 @@ def test_a_service_that_fails_after_writing_rolls_back_and_announces_nothing(
     before = db_state()
     received = event_listener(event.pk)
 
-    def fail(*args, **kwargs):
-        raise RuntimeError("failure after the seats were written")
+    queue_announcement = changes._announce_on_commit
 
-    # Runs after commit_transitions has written the seats and queued the announcement.
-    monkeypatch.setattr(rules, "end_holds_left_empty", fail)
+    def queue_then_fail(delta):
+        queue_announcement(delta)
+        raise RuntimeError("failure after the seats were written and the announcement queued")
+
+    monkeypatch.setattr(changes, "_announce_on_commit", queue_then_fail)
     with (
         django_capture_on_commit_callbacks(execute=True) as callbacks,
         pytest.raises(RuntimeError),
