@@ -4,7 +4,8 @@ Session-authenticated; unsafe methods need the CSRF token in the `X-CSRFToken` h
 Views only parse and validate the request, call one service, and turn its BookingError into
 a JSON answer (see `api_view`). Every error, including 401/405/CSRF, is JSON. Writes are
 rate-limited (seats.ratelimits: 429 with Retry-After); holds and bookings sent with an
-Idempotency-Key are answered once per key (seats.idempotency).
+Idempotency-Key are answered once per key (seats.idempotency), and a retry answered from
+its stored answer is not counted against the limits.
 """
 
 import json
@@ -121,12 +122,26 @@ def _seats_field(body: dict[str, Any]) -> list[int] | None:
     return None if seats is None else clean_seat_ids(seats)
 
 
-def _once(request: HttpRequest, write: Callable[[], HttpResponse]) -> HttpResponse:
-    """Runs the write, or with an Idempotency-Key header, answers it once per key: a retry
-    gets the first answer again, refusals included (see seats.idempotency)."""
+def _once(
+    request: HttpRequest,
+    limit: Callable[[], ratelimits.Decision],
+    write: Callable[[], HttpResponse],
+) -> HttpResponse:
+    """Counts the request against `limit` and runs the write; or, with an Idempotency-Key
+    header, answers it once per key: a retry gets the first answer again, refusals included
+    (see seats.idempotency), without being counted against `limit`.
+
+    Raises RateLimited if the request would run but is over the limit."""
     key = idempotency.key_from(request)
     if key is None:
+        ratelimits.enforce(limit())
         return write()
+    customer_id = _customer(request).pk
+    fingerprint = idempotency.fingerprint(request, _raw_body(request))
+    stored = idempotency.stored_answer(customer_id=customer_id, key=key, fingerprint=fingerprint)
+    if stored is not None:
+        return stored
+    ratelimits.enforce(limit())
 
     def respond() -> HttpResponse:
         try:
@@ -137,10 +152,7 @@ def _once(request: HttpRequest, write: Callable[[], HttpResponse]) -> HttpRespon
             return error_response(exc)
 
     return idempotency.respond_once(
-        customer_id=_customer(request).pk,
-        key=key,
-        fingerprint=idempotency.fingerprint(request, _raw_body(request)),
-        respond=respond,
+        customer_id=customer_id, key=key, fingerprint=fingerprint, respond=respond
     )
 
 
@@ -172,7 +184,9 @@ def seat_map(request: HttpRequest, event_id: int) -> JsonResponse:
 @api_view("POST")
 def create_hold(request: HttpRequest, event_id: int) -> HttpResponse:
     customer = _customer(request)
-    ratelimits.enforce(ratelimits.seat_action(customer_id=customer.pk, event_id=event_id))
+
+    def limit() -> ratelimits.Decision:
+        return ratelimits.seat_action(customer_id=customer.pk, event_id=event_id)
 
     def hold_seats() -> HttpResponse:
         body = _json_body(request)
@@ -189,13 +203,15 @@ def create_hold(request: HttpRequest, event_id: int) -> HttpResponse:
             status=201,
         )
 
-    return _once(request, hold_seats)
+    return _once(request, limit, hold_seats)
 
 
 @api_view("POST")
 def create_booking(request: HttpRequest, event_id: int) -> HttpResponse:
     customer = _customer(request)
-    ratelimits.enforce(ratelimits.booking(customer_id=customer.pk))
+
+    def limit() -> ratelimits.Decision:
+        return ratelimits.booking(customer_id=customer.pk)
 
     def book_seats() -> HttpResponse:
         body = _json_body(request)
@@ -217,7 +233,7 @@ def create_booking(request: HttpRequest, event_id: int) -> HttpResponse:
             status=201,
         )
 
-    return _once(request, book_seats)
+    return _once(request, limit, book_seats)
 
 
 @api_view("DELETE")

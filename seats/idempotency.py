@@ -9,8 +9,10 @@ first rolled back, goes ahead itself). So the lock order of an idempotent write 
 key row -> customer row -> hold rows -> seat rows -> event row.
 
 Refusals (4xx) are stored like successes, so a retry gets the same refusal; "busy" (503) is
-not, so a retry tries again. Keys are kept IDEMPOTENCY_KEY_TTL_HOURS: an older key is as good
-as unused, and `prune_idempotency_keys` deletes them.
+not, so a retry tries again. A retry of a finished request is answered by `stored_answer`
+before anything else is done with it (the rate limits do not count it). Keys are kept
+IDEMPOTENCY_KEY_TTL_HOURS: an older key is as good as unused, and `prune_idempotency_keys`
+deletes them.
 """
 
 import hashlib
@@ -63,6 +65,24 @@ def ttl() -> timedelta:
     return timedelta(hours=settings.IDEMPOTENCY_KEY_TTL_HOURS)
 
 
+def stored_answer(
+    *, customer_id: int, key: str, fingerprint: str, now: datetime | None = None
+) -> HttpResponse | None:
+    """The stored answer to the customer's finished request with this key, marked as
+    replayed, or None if there is none yet (unused, expired, or still running: leave those
+    to `respond_once`). Raises IdempotencyMismatch if the key was used for another request.
+    A plain read: no transaction, no lock."""
+    record = (
+        IdempotencyKey.objects.filter(customer_id=customer_id, key=key, status__isnull=False)
+        .only("fingerprint", "status", "body", "created_at")
+        .first()
+    )
+    if record is None or _expired(record, now or timezone.now()):
+        return None
+    _check_fingerprint(record, fingerprint)
+    return _replay(record)
+
+
 def respond_once(
     *,
     customer_id: int,
@@ -83,8 +103,7 @@ def respond_once(
     at = now or timezone.now()
     with locking.locked_transaction():
         record = _claim(customer_id=customer_id, key=key, fingerprint=fingerprint, now=at)
-        if record.fingerprint != fingerprint:
-            raise IdempotencyMismatch(f"This {HEADER} was already used for another request.")
+        _check_fingerprint(record, fingerprint)
         if record.status is not None:
             return _replay(record)
         response = respond()
@@ -113,11 +132,20 @@ def _claim(*, customer_id: int, key: str, fingerprint: str, now: datetime) -> Id
         )
         if record is None:
             continue  # pruned since the insert failed: insert it again
-        if record.created_at <= now - ttl():
+        if _expired(record, now):
             record.fingerprint, record.status, record.body = fingerprint, None, ""
             record.created_at = now
             record.save(update_fields=["fingerprint", "status", "body", "created_at"])
         return record
+
+
+def _expired(record: IdempotencyKey, now: datetime) -> bool:
+    return record.created_at <= now - ttl()
+
+
+def _check_fingerprint(record: IdempotencyKey, fingerprint: str) -> None:
+    if record.fingerprint != fingerprint:
+        raise IdempotencyMismatch(f"This {HEADER} was already used for another request.")
 
 
 def _replay(record: IdempotencyKey) -> HttpResponse:

@@ -212,6 +212,35 @@ def test_a_rate_limited_request_is_not_stored(alice_client, event, seat_ids, set
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
+    ("path", "rate_setting"),
+    [("holds", "RATE_LIMIT_SEAT_ACTIONS"), ("bookings", "RATE_LIMIT_BOOKINGS")],
+)
+def test_a_retry_of_an_answered_key_is_replayed_and_never_rate_limited(
+    alice_client, event, seat_ids, settings, monkeypatch, path, rate_setting
+):
+    """A client retrying after a lost answer gets its answer, not a 429 for the retry, and
+    retries do not use up the allowance of the requests that really run."""
+    freeze_clock(monkeypatch)
+    setattr(settings, rate_setting, [(2, 60)])
+    first = post(alice_client, url(event, path), {"seats": seat_ids[:1]}, key="k1")
+
+    retries = [post(alice_client, url(event, path), {"seats": seat_ids[:1]}, key="k1")]
+    retries += [post(alice_client, url(event, path), {"seats": seat_ids[:1]}, key="k1")]
+    mismatch = post(alice_client, url(event, path), {"seats": seat_ids[2:3]}, key="k1")
+    second = post(alice_client, url(event, path), {"seats": seat_ids[1:2]}, key="k2")
+    third = post(alice_client, url(event, path), {"seats": seat_ids[2:3]}, key="k3")
+
+    assert first.status_code == 201
+    assert [(r.status_code, r.content, r.get("Idempotent-Replayed")) for r in retries] == [
+        (201, first.content, "true")
+    ] * 2
+    assert (mismatch.status_code, mismatch.json()["code"]) == (422, "idempotency_mismatch")
+    assert second.status_code == 201  # the second request that ran: within 2 a minute
+    assert (third.status_code, third.json()["code"]) == (429, "rate_limited")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
     "key",
     ["", "two words", "tab\tkey", "caf\u00e9", "x" * 256],
     ids=["empty", "space", "control", "non-ascii", "too-long"],
