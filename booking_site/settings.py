@@ -231,7 +231,9 @@ else:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels.layers.InMemoryChannelLayer",
-            "CONFIG": {"capacity": 10_000},
+            # Members of a group are dropped after group_expiry (default a day); a feed
+            # joins its event's group once and may live for days.
+            "CONFIG": {"capacity": 10_000, "group_expiry": 10 * 365 * 24 * 3600},
         }
     }
     # One process (the embedded default), so a per-process cache is the shared one.

@@ -20,6 +20,8 @@ from .frames import FrameKind, version_marker
 # second at most, since an expired hold turns a seat free without a new version.
 _whole_maps: dict[int, tuple[int, float, str]] = {}
 WHOLE_MAP_REUSE_SECONDS = 1.0
+# A catch-up naming more changed seats than this sends the whole map instead.
+CATCH_UP_MAX_SEATS = 2_000
 
 
 def _whole_map_frame(event: Event, *, now: datetime) -> str:
@@ -75,9 +77,13 @@ def catch_up_frame(*, event_id: int, since: int | None) -> tuple[int, str | None
         return version, _whole_map_frame(event, now=now)
     changed = list(
         SeatChange.objects.filter(event_id=event_id, version__gt=since)
+        .order_by()  # the model's ordering would make DISTINCT keep one row per change
         .values_list("seat_id", flat=True)
-        .distinct()
+        .distinct()[: CATCH_UP_MAX_SEATS + 1]
     )
+    if len(changed) > CATCH_UP_MAX_SEATS:
+        # Cheaper as the whole map than as a query naming this many seats.
+        return version, _whole_map_frame(event, now=now)
     # Asked after reading the changes: a prune meanwhile only raises the oldest version.
     if not _log_replays_from(event_id, since):
         return version, _whole_map_frame(event, now=now)

@@ -69,7 +69,8 @@ class EventFeed:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._channel: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._probe: tuple[int, asyncio.Future[None]] | None = None
+        self._probe: tuple[str, asyncio.Future[None]] | None = None
+        self._probes_sent = 0
         self._stopped = False
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.stop_handle: asyncio.TimerHandle | None = None
@@ -157,11 +158,15 @@ class EventFeed:
                 return
 
     async def _probe_once(self, layer: Any, channel: str) -> None:
-        """Sends a probe to the feed's own channel and waits until the pump receives it."""
+        """Sends a probe through the event's group, the way changes come, and waits until
+        the pump receives it: a subscription the layer dropped (Redis gone, or an in-memory
+        group membership expired) fails the probe instead of going quietly deaf. Other
+        processes' feeds of the event get the probe too and ignore its token."""
         answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        token = self._probe[0] + 1 if self._probe else 1
+        self._probes_sent += 1
+        token = f"{channel}:{self._probes_sent}"
         self._probe = (token, answered)
-        await layer.send(channel, {"type": "feed.probe", "token": token})
+        await layer.group_send(event_group(self.event_id), {"type": "feed.probe", "token": token})
         await answered
 
     def _on_probe(self, token: object) -> None:

@@ -12,6 +12,7 @@ loop, which `async_to_sync` reaches from a request's thread and a thread of ours
 """
 
 import asyncio
+import atexit
 import logging
 import os
 import queue
@@ -133,6 +134,9 @@ class Publisher:
             logger.warning("Publishing live updates again, after dropping %d", dropped)
 
 
+# Longest a process waits at exit for its queued frames.
+SHUTDOWN_FLUSH_SECONDS = 1.0
+
 _publisher: Publisher | None = None
 _publisher_pid = 0
 _publisher_lock = threading.Lock()
@@ -144,6 +148,9 @@ def publisher() -> Publisher:
     with _publisher_lock:
         if _publisher is None or _publisher_pid != os.getpid():
             _publisher, _publisher_pid = Publisher(), os.getpid()
+            # A command or worker that exits right after a change (`sweep_holds`) still gets
+            # its last frames out: atexit runs before the daemon thread is stopped.
+            atexit.register(_publisher.flush, SHUTDOWN_FLUSH_SECONDS)
         return _publisher
 
 

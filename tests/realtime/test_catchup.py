@@ -74,3 +74,21 @@ def test_a_viewer_behind_a_log_pruned_to_nothing_gets_a_whole_fresh_map(event, m
     assert (kind, version) == ("reset", 3)
     assert seats[month[3]] == "sold"
     assert len(seats) == Seat.objects.filter(event=event).count()
+
+
+def test_seats_that_changed_many_times_count_once_towards_the_whole_map_limit(
+    alice, event, seat_ids, monkeypatch
+):
+    monkeypatch.setattr(catchup, "CATCH_UP_MAX_SEATS", 2)
+    for _ in range(3):  # the same two seats, six changes
+        hold = services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:2])
+        services.release_hold(hold_id=hold.pk, actor=alice)
+
+    assert catch_up(event, 0)[::2] == ("sync", {seat_ids[0]: "available", seat_ids[1]: "available"})
+
+
+def test_a_catch_up_over_very_many_seats_sends_the_whole_map(staff, event, seat_ids, monkeypatch):
+    monkeypatch.setattr(catchup, "CATCH_UP_MAX_SEATS", 3)
+    services.block_seats(event_id=event.pk, seat_ids=seat_ids[:4], actor=staff)
+
+    assert catch_up(event, 0)[0] == "reset"

@@ -335,7 +335,7 @@ async def test_a_feed_that_loses_the_channel_layer_closes_its_sockets_until_it_i
     assert await viewer.receive_nothing(0.2)
     lost = registry().feeds[event.pk]
     layer = get_channel_layer()
-    send = layer.send
+    send = layer.group_send
     down = True
 
     async def send_unless_down(*args, **kwargs):
@@ -343,7 +343,7 @@ async def test_a_feed_that_loses_the_channel_layer_closes_its_sockets_until_it_i
             raise ConnectionError("Redis is down")
         return await send(*args, **kwargs)
 
-    monkeypatch.setattr(layer, "send", send_unless_down)
+    monkeypatch.setattr(layer, "group_send", send_unless_down)
 
     # Told: closed with "try again later", which the page shows as paused and retries.
     assert await viewer.receive_output(timeout=3) == {"type": "websocket.close", "code": 1013}
@@ -364,3 +364,20 @@ async def test_a_feed_that_loses_the_channel_layer_closes_its_sockets_until_it_i
     assert registry().feeds[event.pk] is not lost
     assert await subscriptions_to(event_group(event.pk)) == 1
     await back.disconnect()
+
+
+async def test_a_feed_whose_group_membership_expired_is_lost_not_deaf(monkeypatch, settings, event):
+    """The in-memory layer drops group members after `group_expiry`: the feed's probes go
+    through the group, so it notices and its viewers reconnect, instead of hearing nothing."""
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"group_expiry": 1},
+        }
+    }
+    monkeypatch.setattr(feed, "LIVENESS_INTERVAL", 0.3)
+    monkeypatch.setattr(feed, "LIVENESS_TIMEOUT", 0.5)
+    viewer, _ = await open_viewer(event.pk, event.version)
+    assert await viewer.receive_nothing(0.2)
+
+    assert await viewer.receive_output(timeout=5) == {"type": "websocket.close", "code": 1013}
