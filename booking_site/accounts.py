@@ -23,15 +23,15 @@ def signup(request: HttpRequest) -> HttpResponse:
         next_url = ""
     form: UserCreationForm[User]
     if request.method == "POST":
-        decision = ratelimits.signup_allowed(request)
+        decision = ratelimits.signup_attempt(request)
         if not decision.allowed:
             return ratelimits.too_many_requests_page(decision, back=request.get_full_path())
         form = UserCreationForm(request.POST)
         if form.is_valid():
             user = form.save()
-            ratelimits.signed_up(request)
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             return redirect(next_url or "event-list")
+        ratelimits.give_back(decision)
     else:
         form = UserCreationForm()
     return render(request, "registration/signup.html", {"form": form, "next": next_url})

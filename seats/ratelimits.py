@@ -6,7 +6,9 @@ parsed by `booking_site.settings.env_rates`), counted in fixed windows in the Dj
 `cache.add` and bumped with `cache.incr`, both atomic. A request over any of its rates is
 refused with 429 and a Retry-After of the seconds until that window ends; the refusal
 changes nothing. Refused requests count too: hammering on after a 429 only uses up the
-longer windows' allowance sooner.
+longer windows' allowance sooner. A request is counted before it runs, never after, so
+concurrent requests cannot all slip in under the limit; one that turns out not to count (a
+sign-up form sent back with mistakes) is given back (`give_back`).
 
 If the cache cannot be reached the request is let through (fail open) and a warning is
 logged: the limits protect the site from floods, they are not what keeps seats safe.
@@ -17,7 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import caches
@@ -44,10 +46,12 @@ _cache_failed_at = -math.inf
 
 @dataclass(frozen=True)
 class Decision:
-    """Whether a request may go ahead; if not, how many seconds until it may."""
+    """Whether a request may go ahead; if not, how many seconds until it may. `counted`
+    names the window counters the request was counted in (for `give_back`)."""
 
     allowed: bool
     retry_after: int = 0
+    counted: tuple[str, ...] = field(default=(), compare=False)
 
 
 ALLOWED = Decision(allowed=True)
@@ -87,47 +91,43 @@ def hit(
 ) -> Decision:
     """Counts one request of `ident` (a customer, an address) against each (limit, seconds)
     rate of `scope`. Returns whether it is within all of them, or the longest wait if not."""
-    return _apply(scope, ident, rates, now=now, count_it=True)
-
-
-def peek(
-    scope: str, ident: str, rates: Sequence[tuple[int, int]], *, now: float | None = None
-) -> Decision:
-    """Whether one more request would be within every rate, without counting it (for
-    limits on what succeeded, counted with `hit` afterwards)."""
-    return _apply(scope, ident, rates, now=now, count_it=False)
-
-
-def _apply(
-    scope: str,
-    ident: str,
-    rates: Sequence[tuple[int, int]],
-    *,
-    now: float | None,
-    count_it: bool,
-) -> Decision:
     global _cache_failed_at
     if time.monotonic() - _cache_failed_at < _SKIP_CACHE_AFTER_FAILURE_SECONDS:
         return ALLOWED
     at = clock() if now is None else now
     cache = caches["default"]
     retry_after = 0
+    counted = []
     for limit, seconds in rates:
         window = int(at // seconds)
         ends = (window + 1) * seconds
         key = f"ratelimit:{scope}:{ident}:{seconds}:{window}"
         try:
-            if count_it:
-                over = _bump(cache, key, timeout=math.ceil(ends - at) + _KEY_GRACE_SECONDS) > limit
-            else:
-                over = int(cache.get(key, 0)) >= limit
+            count = _bump(cache, key, timeout=math.ceil(ends - at) + _KEY_GRACE_SECONDS)
         except Exception as exc:  # whatever the backend raises while it is down
             _cache_failed_at = time.monotonic()
             _warn_unreachable(scope, exc)
             return ALLOWED
-        if over:
+        counted.append(key)
+        if count > limit:
             retry_after = max(retry_after, max(1, math.ceil(ends - at)))
-    return Decision(allowed=False, retry_after=retry_after) if retry_after else ALLOWED
+    return Decision(allowed=not retry_after, retry_after=retry_after, counted=tuple(counted))
+
+
+def give_back(decision: Decision) -> None:
+    """Takes the request that `decision` counted off its counters again, for a request that
+    turned out not to count. Counters already gone (their window over) are left alone."""
+    global _cache_failed_at
+    cache = caches["default"]
+    for key in decision.counted:
+        try:
+            cache.decr(key)
+        except ValueError:  # the counter expired: its window is over anyway
+            pass
+        except Exception as exc:  # whatever the backend raises while it is down
+            _cache_failed_at = time.monotonic()
+            _warn_unreachable("give back", exc)
+            return
 
 
 def _bump(cache: BaseCache, key: str, *, timeout: int) -> int:
@@ -188,15 +188,12 @@ def login_attempt(request: HttpRequest) -> Decision:
     return hit("login", client_address(request), settings.RATE_LIMIT_LOGIN)
 
 
-def signup_allowed(request: HttpRequest) -> Decision:
-    """Whether the request's address may create another account now (not counted)."""
-    return peek("signup", client_address(request), settings.RATE_LIMIT_SIGNUP)
-
-
-def signed_up(request: HttpRequest) -> None:
-    """Counts an account created from the request's address. Only successful sign-ups
-    count: a form sent back with mistakes does not use up a person's allowance."""
-    hit("signup", client_address(request), settings.RATE_LIMIT_SIGNUP)
+def signup_attempt(request: HttpRequest) -> Decision:
+    """A sign-up form post from the request's address, counted as an account created (at
+    once, so concurrent posts cannot all get in under the limit). Give it back
+    (`give_back`) if no account is created: a form sent back with mistakes does not use up
+    a person's allowance."""
+    return hit("signup", client_address(request), settings.RATE_LIMIT_SIGNUP)
 
 
 # --- answers --------------------------------------------------------------------------

@@ -76,13 +76,28 @@ def test_with_several_rates_the_longest_wait_is_given(clock):
     assert ratelimits.hit("t", "me", rates) == ratelimits.Decision(False, retry_after=50)
 
 
-def test_peek_does_not_count(clock):
-    rates = [(1, 60)]
+def test_a_request_given_back_no_longer_counts(clock):
+    rates = [(1, 10), (2, 60)]
+    taken_back = ratelimits.hit("t", "me", rates)
+    ratelimits.give_back(taken_back)
 
-    assert ratelimits.peek("t", "me", rates).allowed
-    assert ratelimits.peek("t", "me", rates).allowed
-    ratelimits.hit("t", "me", rates)
-    assert not ratelimits.peek("t", "me", rates).allowed
+    kept = ratelimits.hit("t", "me", rates)
+    refused = ratelimits.hit("t", "me", rates)
+
+    assert taken_back.allowed and kept.allowed
+    assert refused == ratelimits.Decision(allowed=False, retry_after=10)
+
+
+def test_a_request_is_given_back_to_the_window_it_was_counted_in(clock):
+    rates = [(1, 10)]
+    old = ratelimits.hit("t", "me", rates)
+    clock.advance(10)
+    new = ratelimits.hit("t", "me", rates)
+
+    ratelimits.give_back(old)  # its window is over: the new window's count stays
+
+    assert new.allowed
+    assert not ratelimits.hit("t", "me", rates).allowed
 
 
 def test_no_rates_means_no_limit(clock):
@@ -107,7 +122,7 @@ def test_with_the_cache_down_requests_go_through_with_a_warning(dead_cache, capl
         decisions = [ratelimits.hit("t", "me", [(1, 60)]) for _ in range(3)]
 
     assert all(d.allowed for d in decisions)
-    assert ratelimits.peek("t", "me", [(1, 60)]).allowed
+    ratelimits.give_back(decisions[0])  # nothing was counted, nothing to give back
     [warning] = [r for r in caplog.records if r.name == "seats.ratelimits"]  # once, not 3 times
     assert "cache is unreachable" in warning.getMessage()
 
