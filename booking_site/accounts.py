@@ -1,11 +1,14 @@
-"""Sign-up and login (Django's view); logout and password change are Django's own views.
+"""Sign-up and login (Django's view, and the admin's); logout and password change are
+Django's own views.
 
-Both are rate-limited per client address (seats.ratelimits): login form posts, and accounts
-created by sign-up. Past the limit the answer is a plain 429 page with Retry-After.
+All are rate-limited per client address (seats.ratelimits): login form posts, the site's
+and the admin's counted together, and accounts created by sign-up. Past the limit the
+answer is a plain 429 page with Retry-After.
 """
 
 from typing import Any
 
+from django.contrib import admin
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import UserCreationForm
@@ -45,3 +48,13 @@ class LoginView(auth_views.LoginView):
         if not decision.allowed:
             return ratelimits.too_many_requests_page(decision, back=request.get_full_path())
         return super().post(request, *args, **kwargs)
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's login view; each form post counts against the address's login limit,
+    with the site's login posts."""
+    if request.method == "POST":
+        decision = ratelimits.login_attempt(request)
+        if not decision.allowed:
+            return ratelimits.too_many_requests_page(decision, back=request.get_full_path())
+    return admin.site.login(request)

@@ -23,5 +23,7 @@ urlpatterns = [
         auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
     ),
+    # Before admin.site.urls, so the admin's login posts count against the login limit too.
+    path("admin/login/", accounts.admin_login),
     path("admin/", admin.site.urls),
 ]

@@ -60,3 +60,47 @@ def test_a_sign_up_sent_back_with_mistakes_leaves_the_allowance_alone(settings, 
     refused = signup(Client(), "another").status_code
 
     assert (typos, created, refused) == ([200] * 3, 302, 429)
+
+
+def admin_login(client: Client, password: str, address: str = ADDRESS):
+    return client.post(
+        "/admin/login/",
+        {"username": "staff", "password": password, "next": "/admin/"},
+        REMOTE_ADDR=address,
+    )
+
+
+@pytest.mark.django_db
+def test_admin_login_posts_are_limited_per_address_with_the_sites(
+    settings, monkeypatch, client, staff
+):
+    """Staff passwords cannot be guessed without limit through the admin's own login page,
+    nor twice as fast by taking turns with the site's."""
+    clock = freeze_clock(monkeypatch)
+    settings.RATE_LIMIT_LOGIN = [(4, 60)]
+    site = [
+        client.post(
+            "/accounts/login/", {"username": "staff", "password": "wrong"}, REMOTE_ADDR=ADDRESS
+        ).status_code
+        for _ in range(2)
+    ]
+    admin = [admin_login(client, "wrong").status_code for _ in range(2)]
+
+    refused = admin_login(client, "pw-staff")
+
+    assert site + admin == [200] * 4  # the forms again, with their errors
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "60"
+    assert "_auth_user_id" not in client.session
+    assert admin_login(Client(), "pw-staff", address="203.0.113.10").status_code == 302
+    clock.advance(60)
+    assert admin_login(client, "pw-staff").status_code == 302
+    assert client.get("/admin/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_admin_login_page_still_shows(client, staff):
+    page = client.get("/admin/login/?next=/admin/")
+
+    assert page.status_code == 200
+    assert b'name="password"' in page.content
