@@ -117,6 +117,10 @@ class HoldQuerySet(models.QuerySet["Hold"]):
     def lapsed(self, now: datetime) -> "HoldQuerySet":
         return self.filter(lapsed_hold(now=now))
 
+    def due(self, now: datetime) -> "HoldQuerySet":
+        """Holds past their expiry that the sweeper has not ended yet."""
+        return self.filter(ended_at__isnull=True, expires_at__lte=now)
+
     def open_for(self, *, customer_id: int, event_id: int, now: datetime) -> "Hold | None":
         """The customer's active hold (basket) for the event, if any."""
         return (
@@ -161,6 +165,10 @@ class Hold(models.Model):
 
     def is_active(self, now: datetime) -> bool:
         return self.ended_at is None and self.expires_at > now
+
+    def is_due(self, now: datetime) -> bool:
+        """Past its expiry and not yet ended by the sweeper."""
+        return self.ended_at is None and self.expires_at <= now
 
 
 class Booking(models.Model):

@@ -54,7 +54,9 @@ def book_seats(
         seats = rules.lock_event_seats(event.pk, ids)
         at = rules.clock(now)  # read after the lock waits: an expiry passed meanwhile counts
         if hold is not None and not hold.is_active(at):
-            raise Conflict("Your hold has expired.")
+            if hold_id is not None:
+                raise Conflict("Your hold has expired.")
+            hold = None  # booking seats directly: a hold that lapsed meanwhile is no hold
         free, mine = rules.claim_seats(seats, own_hold=hold, now=at)
         rules.check_seat_limit(customer_id=customer.pk, event=event, adding=free, now=at)
         booking = Booking.objects.create(

@@ -160,11 +160,7 @@ def expire_holds(*, now: datetime | None = None, limit: int = 500) -> int:
     One transaction (one version) per event. Returns the number of seats released.
     """
     at = rules.clock(now)
-    due = list(
-        Hold.objects.filter(ended_at__isnull=True, expires_at__lte=at)
-        .order_by("expires_at")
-        .values_list("pk", "event_id")[:limit]
-    )
+    due = list(Hold.objects.due(at).order_by("expires_at").values_list("pk", "event_id")[:limit])
     by_event: dict[int, list[int]] = {}
     for hold_id, event_id in due:
         by_event.setdefault(event_id, []).append(hold_id)
@@ -182,7 +178,7 @@ def expire_holds(*, now: datetime | None = None, limit: int = 500) -> int:
 def _expire_event_holds(*, event_id: int, hold_ids: list[int], now: datetime) -> int:
     with locking.locked_transaction():
         holds = locking.lock_holds(hold_ids)
-        expired = [h.pk for h in holds.values() if h.ended_at is None and h.expires_at <= now]
+        expired = [h.pk for h in holds.values() if h.is_due(now)]
         seats = locking.lock_seats_of_holds(expired)
         if seats:
             rules.free_seats(
