@@ -381,3 +381,18 @@ async def test_a_feed_whose_group_membership_expired_is_lost_not_deaf(monkeypatc
     assert await viewer.receive_nothing(0.2)
 
     assert await viewer.receive_output(timeout=5) == {"type": "websocket.close", "code": 1013}
+
+
+async def test_deeply_nested_json_from_a_client_is_ignored_and_the_socket_lives_on(
+    event, seat_ids, alice
+):
+    viewer, _ = await open_viewer(event.pk, event.version)
+    await viewer.send_to(text_data="[" * 1024)  # json.loads raises RecursionError on this
+
+    assert await viewer.receive_nothing(0.3)  # not closed
+    await sync_to_async(services.book_seats)(
+        customer=alice, event_id=event.pk, seat_ids=seat_ids[:1]
+    )
+    kind, _version, seats = parse(await viewer.receive_from(timeout=2))
+    assert (kind, seats) == ("delta", {seat_ids[0]: "sold"})
+    await viewer.disconnect()

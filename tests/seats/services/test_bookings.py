@@ -1,5 +1,6 @@
 """seats.services.bookings: booking from a hold or directly, cancelling."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -14,6 +15,8 @@ from seats.models import BookingSeat, Hold, Seat
 from tests.seats.helpers import states
 
 pytestmark = pytest.mark.django_db
+
+HOUR = timedelta(hours=1)
 
 
 def test_book_from_hold_sells_every_held_seat_and_ends_the_hold(alice, event, seat_ids, now):
@@ -79,6 +82,23 @@ def test_booking_an_expired_hold_is_refused(alice, event, seat_ids, now, db_stat
     with pytest.raises(Conflict):
         services.book_seats(customer=alice, event_id=event.pk, hold_id=hold.pk, now=hold.expires_at)
 
+    assert db_state() == before
+
+
+def test_booking_a_hold_whose_seats_were_all_taken_over_is_a_conflict_not_bad_input(
+    alice, bob, event, seat_ids, now, db_state
+):
+    hold = services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1], now=now)
+    services.book_seats(customer=bob, event_id=event.pk, seat_ids=seat_ids[:1], now=hold.expires_at)
+    before = db_state()
+
+    # Alice's clock was read before her hold expired: it still looks open to her.
+    with pytest.raises(Conflict) as refused:
+        services.book_seats(
+            customer=alice, event_id=event.pk, hold_id=hold.pk, now=hold.expires_at - HOUR / 60
+        )
+
+    assert refused.value.status == 409
     assert db_state() == before
 
 
