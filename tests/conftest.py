@@ -129,3 +129,14 @@ def own_rate_limit_counters(settings):
     settings.CACHES = {**settings.CACHES, "default": {**default, "KEY_PREFIX": prefix}}
     # ...and with a cache that has not failed (the limiter skips one that just did).
     ratelimits._cache_failed_at = float("-inf")
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def draft_event(venue):
+    return make_event(venue, name="Premiere", rows=1, seats_per_row=1, on_sale=False)

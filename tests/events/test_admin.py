@@ -12,21 +12,11 @@ from django.utils import timezone
 
 from events.models import Event
 from seats import services
+from tests.admin_actions import act
 from tests.conftest import make_event
 
 EVENTS = "admin:events_event_changelist"
 SEATS = "admin:seats_seat_changelist"
-
-
-def act(client, changelist, action, ids):
-    """Runs an admin action on the selected ids; returns the messages shown afterwards."""
-    response = client.post(
-        reverse(changelist),
-        {"action": action, "_selected_action": [str(i) for i in ids]},
-        follow=True,
-    )
-    assert response.redirect_chain[-1] == (reverse(changelist), 302)
-    return [str(m) for m in response.context["messages"]]
 
 
 def generate_url(event):

@@ -5,7 +5,6 @@ from datetime import timedelta
 from decimal import Decimal
 from html import unescape
 
-import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -13,32 +12,11 @@ from django.urls import reverse
 from seats import services
 from seats.admin import seat_changes_url
 from seats.models import Booking, Hold, Seat, SeatChange
+from tests.admin_actions import act
 from tests.conftest import make_event, make_user
 
 SEATS = "admin:seats_seat_changelist"
 CHANGES = "admin:seats_seatchange_changelist"
-
-
-@pytest.fixture
-def staff_client(client, staff):
-    client.force_login(staff)
-    return client
-
-
-@pytest.fixture
-def draft_event(venue):
-    return make_event(venue, name="Premiere", rows=1, seats_per_row=1, on_sale=False)
-
-
-def act(client, changelist, action, ids):
-    """Runs an admin action on the selected ids; returns the messages shown afterwards."""
-    response = client.post(
-        reverse(changelist),
-        {"action": action, "_selected_action": [str(i) for i in ids]},
-        follow=True,
-    )
-    assert response.redirect_chain[-1] == (reverse(changelist), 302)
-    return [str(m) for m in response.context["messages"]]
 
 
 def states(seat_ids):
