@@ -27,3 +27,6 @@ urlpatterns = [
     path("admin/login/", accounts.admin_login),
     path("admin/", admin.site.urls),
 ]
+
+# A transient database fault outside a view (a middleware saving the session) answers 503.
+handler500 = "booking_site.faults.server_error"

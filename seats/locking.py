@@ -2,36 +2,57 @@
 
 Every write path takes its locks in one global order, so no two can deadlock:
 customer row -> hold rows -> seat rows (by primary key) -> event row (the version bump).
+
+Also the one rule for which database faults a retry can get past
+(`is_transient_database_fault`): `locked_transaction` turns them into Busy, and the web's
+DatabaseBusyMiddleware and 500 handler answer the ones raised elsewhere with 503 "busy".
 """
 
+import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+import psycopg
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import OperationalError, connection, transaction
+from django.db import Error, InterfaceError, OperationalError, connection, transaction
 
 from .errors import Busy
 from .models import Hold, Seat
 
-# lock_not_available (lock_timeout), deadlock_detected, serialization_failure,
-# query_canceled (statement_timeout)
-_RETRYABLE_SQLSTATES = {"55P03", "40P01", "40001", "57014"}
+# Server-reported faults that are over in a moment: lock_not_available (lock_timeout),
+# query_canceled (statement_timeout), deadlock_detected, serialization_failure,
+# admin_shutdown, crash_shutdown, cannot_connect_now (a restart). Class 08 (connection
+# exception) is matched by its prefix.
+_TRANSIENT_SQLSTATES = frozenset({"55P03", "57014", "40P01", "40001", "57P01", "57P02", "57P03"})
 
 
-def _is_lock_failure(exc: OperationalError) -> bool:
+def is_transient_database_fault(exc: BaseException) -> bool:
+    """Whether `exc` is a database fault that the same request, retried in a moment, can
+    get past: no pooled connection free in time, the connection refused or lost (the
+    server restarting), a statement or lock time-out, a deadlock or serialization failure,
+    SQLite's database-is-locked."""
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return False
     cause = exc.__cause__
-    if getattr(cause, "sqlstate", None) in _RETRYABLE_SQLSTATES:
-        return True
-    # SQLite: another writer kept the database past the busy timeout.
-    return connection.vendor == "sqlite" and "locked" in str(exc).lower()
+    if isinstance(cause, psycopg.Error):
+        if cause.sqlstate is None:
+            # Raised by the client, not the server: the connection could not be made, was
+            # lost, or no pooled one came free (psycopg_pool.PoolTimeout).
+            return isinstance(cause, psycopg.OperationalError)
+        return cause.sqlstate.startswith("08") or cause.sqlstate in _TRANSIENT_SQLSTATES
+    if isinstance(cause, sqlite3.OperationalError):
+        # The primary result code, without the extended bits (SQLITE_BUSY_SNAPSHOT, ...).
+        return (cause.sqlite_errorcode & 0xFF) in {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+    return False
 
 
 @contextmanager
 def locked_transaction() -> Iterator[None]:
     """A transaction whose lock waits end after BOOKING_LOCK_TIMEOUT_MS.
 
-    Raises Busy when a lock could not be had in time; the transaction is rolled back.
+    Raises Busy, the transaction rolled back, when a lock could not be had in time or
+    another transient database fault (`is_transient_database_fault`) ended it.
     """
     try:
         with transaction.atomic():
@@ -42,8 +63,8 @@ def locked_transaction() -> Iterator[None]:
                         [f"{settings.BOOKING_LOCK_TIMEOUT_MS}ms"],
                     )
             yield
-    except OperationalError as exc:
-        if _is_lock_failure(exc):
+    except Error as exc:
+        if is_transient_database_fault(exc):
             raise Busy("These seats are busy right now; please try again.") from exc
         raise
 

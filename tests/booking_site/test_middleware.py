@@ -1,5 +1,6 @@
 """DatabaseBusyMiddleware on its own: which faults answer 503, in which form. The same on a
-real PostgreSQL server that drops connections: tests/booking_site/test_database_faults.py."""
+real PostgreSQL server that drops connections: tests/booking_site/test_database_faults.py;
+faults raised outside a view: tests/booking_site/test_faults.py."""
 
 import json
 import sqlite3
@@ -41,6 +42,8 @@ TRANSIENT = {
     "connection failure (08006)": wrapped(psycopg.errors.ConnectionFailure("gone")),
     "statement time-out (57014)": wrapped(psycopg.errors.QueryCanceled("statement timeout")),
     "lock time-out (55P03)": wrapped(psycopg.errors.LockNotAvailable("lock timeout")),
+    "deadlock (40P01)": wrapped(psycopg.errors.DeadlockDetected("deadlock detected")),
+    "serialization failure (40001)": wrapped(psycopg.errors.SerializationFailure("could not")),
     "connection lost": wrapped(psycopg.OperationalError("the connection is closed")),
     "interface error on a lost connection": wrapped(
         psycopg.errors.AdminShutdown("terminating"), InterfaceError
