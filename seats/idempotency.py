@@ -8,6 +8,10 @@ The key row is inserted first: a concurrent duplicate's insert waits on the uniq
 first rolled back, goes ahead itself). So the lock order of an idempotent write is
 key row -> customer row -> hold rows -> seat rows -> event row.
 
+That wait is a lock wait like any other: a duplicate waits at most BOOKING_LOCK_TIMEOUT_MS
+(SQLite: its busy time-out) for the first to commit, then gets Busy (503, not kept), and its
+retry gets the first answer.
+
 Refusals (4xx) are stored like successes, so a retry gets the same refusal; "busy" (503) is
 not, so a retry tries again. A retry of a finished request is answered by `stored_answer`
 before anything else is done with it (the rate limits do not count it). Keys are kept
@@ -156,7 +160,8 @@ def _replay(record: IdempotencyKey) -> HttpResponse:
 
 def prune_idempotency_keys(*, now: datetime | None = None) -> int:
     """Deletes the keys older than IDEMPOTENCY_KEY_TTL_HOURS, in batches (short
-    transactions). Returns how many were deleted. For the worker's loop, e.g. once a minute.
+    transactions). Returns how many were deleted. The worker's loop (seats.sweeper) calls it
+    when it starts and then hourly, after pruning the seat changes.
     """
     cutoff = (now or timezone.now()) - ttl()
     deleted = 0

@@ -350,3 +350,49 @@ def test_concurrent_duplicates_write_once_and_get_the_same_answer(
     assert IdempotencyKey.objects.count() == 1
     event.refresh_from_db()
     assert event.version == 1  # one change, not five
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_copy_waits_for_the_first_only_up_to_the_lock_timeout_then_is_busy(
+    own_pool, alice, event, seat_ids, settings, monkeypatch
+):
+    """A copy sent while the first request is still running waits for it at most
+    BOOKING_LOCK_TIMEOUT_MS, then answers 503 busy; its retry gets the first answer."""
+    settings.BOOKING_LOCK_TIMEOUT_MS = 200
+    real_book_seats = services.book_seats
+    inside, finish = threading.Event(), threading.Event()
+
+    def slow_book_seats(**kwargs):
+        inside.set()
+        assert finish.wait(timeout=30)
+        return real_book_seats(**kwargs)
+
+    monkeypatch.setattr(services, "book_seats", slow_book_seats)
+    first_client, copy_client = Client(), Client()
+    first_client.force_login(alice)
+    copy_client.force_login(alice)
+    answers = []
+
+    def send_first():
+        try:
+            answers.append(post(first_client, url(event, "bookings"), {"seats": seat_ids[:2]}))
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=send_first)
+    first.start()
+    try:
+        assert inside.wait(timeout=30)
+        copy = post(copy_client, url(event, "bookings"), {"seats": seat_ids[:2]})
+    finally:
+        finish.set()
+        first.join(timeout=30)
+    retry = post(copy_client, url(event, "bookings"), {"seats": seat_ids[:2]})
+
+    assert (copy.status_code, copy["Retry-After"], copy.json()["code"]) == (503, "1", "busy")
+    [first_answer] = answers
+    assert first_answer.status_code == 201
+    assert (retry.status_code, retry.content) == (201, first_answer.content)
+    assert retry["Idempotent-Replayed"] == "true"
+    assert Booking.objects.count() == 1
