@@ -216,7 +216,8 @@ if REDIS_URL:
             },
         }
     }
-    # Shared by every process: rate limits and idempotency keys hold across all of them.
+    # Shared by every process: the rate limits' counters hold across all of them (idempotency keys
+    # live in the database).
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
