@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import Message
 
-import psycopg
 import pytest
 from django.db import connection
 from django.urls import reverse
 
 from seats.models import Seat
 from tests import servers
+from tests.pg import another_session
 from tests.servers import Server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -74,16 +74,7 @@ def wait_for(condition, what: str, timeout: float = 15) -> None:
 @contextmanager
 def table_locked(table: str) -> Iterator[None]:
     """Another session holds the table locked against reads (say, a long migration)."""
-    params = connection.get_connection_params()
-    with (
-        psycopg.connect(
-            host=params.get("host"),
-            port=params.get("port"),
-            user=params.get("user"),
-            dbname=params["dbname"],
-        ) as other,
-        other.transaction(),
-    ):
+    with another_session() as other:
         other.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
         yield
 
@@ -165,16 +156,7 @@ def test_a_seat_click_on_a_busy_seat_answers_503_with_retry_after(
     """The htmx seat action answers "busy" itself; the middleware adds the Retry-After."""
     settings.BOOKING_LOCK_TIMEOUT_MS = 200
     client.force_login(alice)
-    params = connection.get_connection_params()
-    with (
-        psycopg.connect(
-            host=params.get("host"),
-            port=params.get("port"),
-            user=params.get("user"),
-            dbname=params["dbname"],
-        ) as other,
-        other.transaction(),
-    ):
+    with another_session() as other:
         other.execute(
             f'SELECT id FROM "{Seat._meta.db_table}" WHERE id = %s FOR UPDATE', [seat_ids[0]]
         )

@@ -10,7 +10,6 @@ from collections import Counter
 from contextlib import contextmanager
 from datetime import timedelta
 
-import psycopg
 import pytest
 from django.db import OperationalError, connection
 from django.utils import timezone
@@ -19,6 +18,7 @@ from seats import changes, locking, services
 from seats.models import BookingSeat, Hold, Seat, SeatChange
 from seats.services import rules
 from tests.conftest import make_event
+from tests.pg import another_session
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -203,16 +203,7 @@ def without_row_locks(monkeypatch):
 @contextmanager
 def locked_by_another_session(seat_id: int):
     """Another PostgreSQL session (say, a stuck booking) holds the seat row locked."""
-    params = connection.get_connection_params()
-    with (
-        psycopg.connect(
-            host=params.get("host"),
-            port=params.get("port"),
-            user=params.get("user"),
-            dbname=params["dbname"],
-        ) as other,
-        other.transaction(),
-    ):
+    with another_session() as other:
         other.execute("SELECT id FROM seats_seat WHERE id = %s FOR UPDATE", [seat_id])
         yield
 
