@@ -83,6 +83,7 @@ def _public(seat: Seat) -> PublicSeat:
         y=seat.y,
         price=seat.price,
         state=seat.state,
+        features=seat.features,
     )
 
 

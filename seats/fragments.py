@@ -60,7 +60,7 @@ def seat_map_html(seats: list[PublicSeat], *, oob: bool = False) -> str:
     for index, (section, members) in enumerate(sections.items(), start=1):
         cols = max(s["x"] for s in members)
         rows = max(s["y"] for s in members)
-        row_names: dict[int, str] = {}
+        row_names: dict[float, str] = {}
         for s in members:
             row_names.setdefault(s["y"], s["row"])
         # Screen readers get the row from each seat's name; the labels are for the eye.

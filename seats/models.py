@@ -21,6 +21,24 @@ class SeatState(models.TextChoices):
     BLOCKED = "blocked", "blocked"
 
 
+class SeatFeature(models.TextChoices):
+    """What a seat is besides its place and price: shown in the legend and the seat's name."""
+
+    WHEELCHAIR = "wheelchair", "wheelchair space"
+    COMPANION = "companion", "companion seat"
+    RESTRICTED_VIEW = "restricted_view", "restricted view"
+
+
+def seat_features(*, wheelchair: bool, companion: bool, restricted_view: bool) -> list[str]:
+    """The SeatFeature codes of a seat's flags, in SeatFeature order."""
+    flags = {
+        SeatFeature.WHEELCHAIR: wheelchair,
+        SeatFeature.COMPANION: companion,
+        SeatFeature.RESTRICTED_VIEW: restricted_view,
+    }
+    return [str(code) for code, on in flags.items() if on]
+
+
 def seat_code(section: str, row: str, number: int) -> str:
     """The short label staff and the API use: "Stalls-A-8"."""
     return f"{section}-{row}-{number}"
@@ -69,10 +87,15 @@ class Seat(models.Model):
     section = models.CharField(max_length=40)
     row_label = models.CharField(max_length=8)
     number = models.PositiveIntegerField()
-    # Where to draw the seat within its section: x is the column, y the row (both from 1).
-    x = models.PositiveIntegerField()
-    y = models.PositiveIntegerField()
+    # Where the seat is drawn, in seat widths on the venue plan: the front centre of the stage
+    # is (0, 0), x grows to the audience's right and y away from the stage (the audience is at
+    # y > 0). Sections at angles and on curves are just seats at these points.
+    x = models.FloatField()
+    y = models.FloatField()
     price = models.DecimalField(max_digits=8, decimal_places=2)
+    wheelchair = models.BooleanField("wheelchair space", default=False)
+    companion = models.BooleanField("companion seat", default=False)
+    restricted_view = models.BooleanField(default=False)
     state = models.CharField(max_length=10, choices=SeatState.choices, default=SeatState.AVAILABLE)
     hold = models.ForeignKey(
         "Hold", on_delete=models.PROTECT, null=True, blank=True, related_name="seats"
@@ -107,6 +130,14 @@ class Seat(models.Model):
     @property
     def place(self) -> str:
         return seat_place(self.section, self.row_label, self.number)
+
+    @property
+    def features(self) -> list[str]:
+        return seat_features(
+            wheelchair=self.wheelchair,
+            companion=self.companion,
+            restricted_view=self.restricted_view,
+        )
 
 
 class HoldQuerySet(models.QuerySet["Hold"]):

@@ -15,10 +15,11 @@ class PublicSeat(TypedDict):
     section: str
     row: str
     number: int
-    x: int
-    y: int
+    x: float
+    y: float
     price: str
     state: str
+    features: list[str]  # SeatFeature codes
 
 
 SeatCounts = dict[str, int]
@@ -40,10 +41,11 @@ def public_seat(
     section: str,
     row_label: str,
     number: int,
-    x: int,
-    y: int,
+    x: float,
+    y: float,
     price: Decimal | str,
     state: str,
+    features: list[str],
 ) -> PublicSeat:
     return {
         "id": id,
@@ -54,4 +56,5 @@ def public_seat(
         "y": y,
         "price": str(price),
         "state": state,
+        "features": features,
     }

@@ -11,7 +11,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from events.models import Event
 
 from .changes import event_counts
-from .models import Hold, Seat, visible_state
+from .models import Hold, Seat, seat_features, visible_state
 from .payloads import PublicSeat, SeatCounts, public_seat
 
 _SEAT_FIELDS = (
@@ -23,6 +23,9 @@ _SEAT_FIELDS = (
     "y",
     "price",
     "state",
+    "wheelchair",
+    "companion",
+    "restricted_view",
     "hold__expires_at",
     "hold__ended_at",
 )
@@ -51,6 +54,11 @@ def _public(row: dict[str, Any], now: datetime) -> PublicSeat:
             hold_expires_at=row["hold__expires_at"],
             hold_ended_at=row["hold__ended_at"],
             now=now,
+        ),
+        features=seat_features(
+            wheelchair=row["wheelchair"],
+            companion=row["companion"],
+            restricted_view=row["restricted_view"],
         ),
     )
 
