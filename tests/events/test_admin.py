@@ -78,7 +78,7 @@ def test_generate_seat_map_is_refused_once_sales_opened(staff_client, event):
     response = staff_client.post(generate_url(event), sections_post(("Extra", 1, 5, "10")))
 
     assert response.status_code == 409
-    assert b"Seats can only be generated while the event is a draft." in response.content
+    assert b"Seats can only be added while the event is a draft." in response.content
     assert event.seats.count() == before
 
 
