@@ -7,6 +7,8 @@ from datetime import datetime
 
 from django.contrib.auth.models import User
 
+from events.models import Event
+
 from .. import locking
 from ..errors import Busy, Conflict, NotFound, SeatsUnavailable, UnknownSeats
 from ..models import Hold, Seat, SeatChange, SeatState, visible_state
@@ -47,21 +49,32 @@ def hold_seats(
         if hold is not None and not hold.is_active(at):
             hold = None
         free, _mine = rules.claim_seats(seats, own_hold=hold, now=at)
-        rules.check_seat_limit(customer_id=customer.pk, event=event, adding=free, now=at)
-        if hold is None:
-            hold = Hold.objects.create(
-                event=event, customer=customer, created_at=at, expires_at=at + event.hold_duration
-            )
-        if free:
-            rules.take_seats(
-                event_id=event.pk,
-                free=free,
-                to=SeatState.HELD,
-                hold=hold,
-                actor_id=customer.pk,
-                cause=SeatChange.Cause.HOLD,
-                now=at,
-            )
+        hold = add_to_hold(customer=customer, event=event, hold=hold, free=free, now=at)
+    return hold
+
+
+def add_to_hold(
+    *, customer: User, event: Event, hold: Hold | None, free: list[Seat], now: datetime
+) -> Hold:
+    """Call with the customer row, its open `hold` (None if it has none) and the seats
+    locked, and the seats claimed as `free` (rules.claim_seats). Checks the customer's seat
+    limit, creates the hold if needed and puts the seats in it. Returns the hold.
+    Raises LimitExceeded or SaleNotOpen."""
+    rules.check_seat_limit(customer_id=customer.pk, event=event, adding=free, now=now)
+    if hold is None:
+        hold = Hold.objects.create(
+            event=event, customer=customer, created_at=now, expires_at=now + event.hold_duration
+        )
+    if free:
+        rules.take_seats(
+            event_id=event.pk,
+            free=free,
+            to=SeatState.HELD,
+            hold=hold,
+            actor_id=customer.pk,
+            cause=SeatChange.Cause.HOLD,
+            now=now,
+        )
     return hold
 
 
