@@ -3,6 +3,7 @@
 Seat states are never written here: seat maps and sales go through seats.services.
 """
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -18,11 +19,16 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from seats import services
 from seats.admin import seat_changes_url
 from seats.errors import BookingError
-from seats.models import Seat, SeatState, active_hold, free_seat
+from seats.fragments import price_tiers, seat_map_html, tier_style
+from seats.models import Seat, SeatFeature, SeatState, active_hold, free_seat
+from seats.selectors import public_seats
+from seats.services import layout_import
+from seats.services.seat_maps import MAX_SEATS_PER_EVENT, SectionSpec, row_label
 
 from .models import Event, Venue
 
@@ -59,11 +65,86 @@ class VenueAdmin(admin.ModelAdmin[Venue]):
     search_fields = ["name", "city"]
 
 
+def parse_row_labels(text: str, *, rows: int) -> tuple[str, ...]:
+    """Row labels written as "A, C" or ranges "P-R", checked against a section of `rows` rows.
+
+    Raises ValidationError naming what is not a row of the section.
+    """
+    labels = [row_label(i) for i in range(rows)]
+    index = {label: i for i, label in enumerate(labels)}
+    chosen: list[str] = []
+    for part in re.split(r"[\s,;]+", text.strip().upper()):
+        if not part:
+            continue
+        first, _, last = part.partition("-")
+        if first not in index or (last and last not in index):
+            raise forms.ValidationError(
+                f"“{part}” is not a row of this section (rows {labels[0]}–{labels[-1]})."
+            )
+        end = index[last] if last else index[first]
+        start, end = sorted((index[first], end))
+        chosen += [label for label in labels[start : end + 1] if label not in chosen]
+    return tuple(chosen)
+
+
+def _number_input(step: str = "any") -> forms.NumberInput:
+    return forms.NumberInput(attrs={"step": step, "style": "width: 5em"})
+
+
 class SectionForm(forms.Form):
-    name = forms.CharField(max_length=40)
-    rows = forms.IntegerField(min_value=1, max_value=200)
-    seats_per_row = forms.IntegerField(min_value=1, max_value=500, label="Seats per row")
-    price = forms.DecimalField(min_value=0, max_digits=8, decimal_places=2)
+    """One section of a generated seat map: its size and price, where it sits on the plan
+    (seat_maps.SectionSpec), and which rows have wheelchair spaces or a restricted view."""
+
+    name = forms.CharField(max_length=40, widget=forms.TextInput(attrs={"size": 12}))
+    rows = forms.IntegerField(min_value=1, max_value=200, widget=_number_input("1"))
+    seats_per_row = forms.IntegerField(
+        min_value=1, max_value=500, label="Seats per row", widget=_number_input("1")
+    )
+    price = forms.DecimalField(
+        min_value=0, max_digits=8, decimal_places=2, widget=_number_input("0.01")
+    )
+    x = forms.FloatField(
+        required=False,
+        min_value=-10_000,
+        max_value=10_000,
+        widget=_number_input(),
+        help_text="Across, in seat widths from the stage's centre; blank: 0.",
+    )
+    y = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=10_000,
+        widget=_number_input(),
+        help_text="Seat widths back from the stage; blank: behind the section above.",
+    )
+    angle = forms.FloatField(
+        required=False,
+        min_value=-180,
+        max_value=180,
+        widget=_number_input(),
+        help_text="Degrees; positive turns a left-hand section to face the stage.",
+    )
+    curve = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=180,
+        widget=_number_input(),
+        help_text="Degrees of arc the front row spans; blank or 0: straight rows.",
+    )
+    wheelchair_rows = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Wheelchair rows",
+        widget=forms.TextInput(attrs={"size": 6}),
+        help_text="E.g. “A” or “A, K”: a wheelchair space at each end, a companion seat beside it.",
+    )
+    restricted_rows = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Restricted-view rows",
+        widget=forms.TextInput(attrs={"size": 6}),
+        help_text="E.g. “P-R”.",
+    )
 
     def clean_name(self) -> str:
         name: str = self.cleaned_data["name"].strip()
@@ -71,8 +152,41 @@ class SectionForm(forms.Form):
             raise forms.ValidationError("A section needs a name.")
         return name
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        rows = data.get("rows")
+        for field in ("wheelchair_rows", "restricted_rows"):
+            if rows is None or field not in data:
+                continue
+            try:
+                data[field] = parse_row_labels(data[field], rows=rows)
+            except forms.ValidationError as exc:
+                self.add_error(field, exc)
+        return data
+
+    def section(self) -> SectionSpec:
+        data = self.cleaned_data
+        return SectionSpec(
+            name=data["name"],
+            rows=data["rows"],
+            seats_per_row=data["seats_per_row"],
+            price=data["price"],
+            x=data["x"] or 0.0,
+            y=data["y"],
+            angle=data["angle"] or 0.0,
+            curve=data["curve"] or 0.0,
+            wheelchair_rows=data["wheelchair_rows"],
+            restricted_rows=data["restricted_rows"],
+        )
+
 
 class BaseSectionFormSet(forms.BaseFormSet[SectionForm]):
+    default_error_messages = {
+        **forms.BaseFormSet.default_error_messages,
+        "too_few_forms": "Add at least one section: fill in its name, rows, seats per row "
+        "and price.",
+    }
+
     def clean(self) -> None:
         if any(self.errors):
             return
@@ -84,6 +198,32 @@ class BaseSectionFormSet(forms.BaseFormSet[SectionForm]):
 SectionFormSet = formset_factory(
     SectionForm, formset=BaseSectionFormSet, extra=3, min_num=1, validate_min=True
 )
+
+MAX_LAYOUT_BYTES = 8 * 1024 * 1024  # a 50,000-seat CSV is about 3 MB
+
+
+class LayoutImportForm(forms.Form):
+    layout = forms.FileField(
+        label="Layout file",
+        help_text="CSV or JSON, one seat per line or object: "
+        "section, row, number, x, y, price, attributes.",
+    )
+
+    def clean_layout(self) -> tuple[str, str]:
+        """The file's name and text (UTF-8)."""
+        upload = self.cleaned_data["layout"]
+        if upload.size is not None and upload.size > MAX_LAYOUT_BYTES:
+            raise forms.ValidationError(
+                f"The file is over {MAX_LAYOUT_BYTES // (1024 * 1024)} MB; "
+                f"a layout has at most {MAX_SEATS_PER_EVENT:,} seats."
+            )
+        try:
+            text = upload.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise forms.ValidationError(
+                "The file is not UTF-8 text (save it as CSV UTF-8)."
+            ) from None
+        return upload.name or "", text
 
 
 @admin.register(Event)
@@ -173,37 +313,60 @@ class EventAdmin(admin.ModelAdmin[Event]):
             label = Event.SaleState(sale_state).label.lower()
             self.message_user(request, f"Now {label}: {', '.join(names)}.", messages.SUCCESS)
 
-    # --- seat map generation --------------------------------------------------------------
+    # --- seat maps: generate, import, preview ---------------------------------------------
 
     def get_urls(self) -> list[URLPattern]:
-        view = self.admin_site.admin_view(self.generate_seats_view)
+        def view(name: str, function: Callable[[HttpRequest, int], HttpResponse]) -> URLPattern:
+            return path(
+                f"<int:event_id>/{name}/",
+                self.admin_site.admin_view(function),
+                name=f"events_event_{name.replace('-', '_')}",
+            )
+
         return [
-            path("<int:event_id>/generate-seats/", view, name="events_event_generate_seats"),
+            view("generate-seats", self.generate_seats_view),
+            view("import-layout", self.import_layout_view),
+            view("seat-map-preview", self.preview_view),
             *super().get_urls(),
         ]
 
-    def _generate_url(self, event: Event) -> str:
-        return reverse(f"{self.admin_site.name}:events_event_generate_seats", args=[event.pk])
+    def _url(self, name: str, event: Event) -> str:
+        return reverse(f"{self.admin_site.name}:events_event_{name}", args=[event.pk])
 
-    def generate_seats_view(self, request: HttpRequest, event_id: int) -> HttpResponse:
-        """Adds sections of seats to a draft event; refuses (with a message) otherwise."""
+    def _generate_url(self, event: Event) -> str:
+        return self._url("generate_seats", event)
+
+    def _event_for_change(self, request: HttpRequest, event_id: int) -> Event:
         event = get_object_or_404(self.get_queryset(request), pk=event_id)
         if not self.has_change_permission(request, event):
             raise PermissionDenied
+        return event
+
+    def _seat_map_context(self, request: HttpRequest, event: Event, title: str) -> dict[str, Any]:
+        return {
+            **self.admin_site.each_context(request),
+            "title": f"{title}: {event}",
+            "opts": self.opts,
+            "original": event,
+            "event": event,
+            "is_draft": event.sale_state == Event.SaleState.DRAFT,
+            "sections": section_summary(event),
+            "links": {
+                "generate": self._url("generate_seats", event),
+                "import": self._url("import_layout", event),
+                "preview": self._url("seat_map_preview", event),
+            },
+            "has_view_permission": self.has_view_permission(request, event),
+        }
+
+    def generate_seats_view(self, request: HttpRequest, event_id: int) -> HttpResponse:
+        """Adds generated sections to a draft event; refuses (a form error, 4xx) otherwise."""
+        event = self._event_for_change(request, event_id)
         status = 200
         if request.method == "POST":
             formset = SectionFormSet(request.POST)
             if formset.is_valid():
-                sections = [
-                    services.SectionSpec(
-                        name=f.cleaned_data["name"],
-                        rows=f.cleaned_data["rows"],
-                        seats_per_row=f.cleaned_data["seats_per_row"],
-                        price=f.cleaned_data["price"],
-                    )
-                    for f in formset.forms
-                    if f.cleaned_data
-                ]
+                sections = [f.section() for f in formset.forms if f.cleaned_data]
                 try:
                     created = services.generate_seat_map(event_id=event.pk, sections=sections)
                 except BookingError as exc:
@@ -213,42 +376,93 @@ class EventAdmin(admin.ModelAdmin[Event]):
                 else:
                     self.message_user(
                         request,
-                        f"Created {created} seats in {', '.join(s.name for s in sections)}.",
+                        f"Created {created} seats in {', '.join(s.name for s in sections)}. "
+                        "This is the seat map customers will see.",
                         messages.SUCCESS,
                     )
-                    change_url = reverse(
-                        f"{self.admin_site.name}:events_event_change", args=[event.pk]
-                    )
-                    return HttpResponseRedirect(change_url)
+                    return HttpResponseRedirect(self._url("seat_map_preview", event))
             else:
                 status = 400
         else:
             formset = SectionFormSet()
-        existing = (
-            Seat.objects.filter(event=event)
-            .values("section")
-            .annotate(
-                seats=Count("id"),
-                rows=Count("row_label", distinct=True),
-                min_price=Min("price"),
-                max_price=Max("price"),
-            )
-            .order_by("section")
-        )
         context = {
-            **self.admin_site.each_context(request),
-            "title": f"Generate seat map: {event}",
-            "opts": self.opts,
-            "original": event,
-            "event": event,
-            "is_draft": event.sale_state == Event.SaleState.DRAFT,
+            **self._seat_map_context(request, event, "Generate seat map"),
             "formset": formset,
-            "existing_sections": list(existing),
-            "has_view_permission": self.has_view_permission(request, event),
         }
         return TemplateResponse(
             request, "admin/events/event/generate_seats.html", context, status=status
         )
+
+    def import_layout_view(self, request: HttpRequest, event_id: int) -> HttpResponse:
+        """Adds the seats of an uploaded CSV/JSON layout to a draft event, all or none; a
+        layout with mistakes is sent back (400) with every bad line named."""
+        event = self._event_for_change(request, event_id)
+        status = 200
+        problems: list[tuple[int, str]] = []
+        if request.method == "POST":
+            form = LayoutImportForm(request.POST, request.FILES)
+            if form.is_valid():
+                filename, text = form.cleaned_data["layout"]
+                try:
+                    seats = layout_import.parse_layout(
+                        text, format=layout_import.guess_format(filename, text)
+                    )
+                    created = layout_import.import_layout(event_id=event.pk, seats=seats)
+                except layout_import.LayoutError as exc:
+                    problems = exc.problems
+                    form.add_error(
+                        None, f"Nothing was imported: {len(problems)} problem(s) in the file."
+                    )
+                    status = exc.status
+                except BookingError as exc:
+                    form.add_error(None, f"Nothing was imported: {exc.message}")
+                    status = exc.status
+                else:
+                    self.message_user(
+                        request,
+                        f"Imported {created} seats from {filename or 'the file'}. "
+                        "This is the seat map customers will see.",
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(self._url("seat_map_preview", event))
+            else:
+                status = 400
+        else:
+            form = LayoutImportForm()
+        context = {
+            **self._seat_map_context(request, event, "Import seat layout"),
+            "form": form,
+            "problems": problems,
+            "max_seats": MAX_SEATS_PER_EVENT,
+        }
+        return TemplateResponse(
+            request, "admin/events/event/import_layout.html", context, status=status
+        )
+
+    def preview_view(self, request: HttpRequest, event_id: int) -> HttpResponse:
+        """The seat map as customers see it (drafts included), with a summary per section."""
+        event = get_object_or_404(self.get_queryset(request), pk=event_id)
+        if not self.has_view_permission(request, event):
+            raise PermissionDenied
+        seats = public_seats(event_id=event.pk, now=timezone.now())
+        tiers = price_tiers(seats)
+        features = Seat.objects.filter(event=event).aggregate(
+            **{code: Count("id", filter=Q(**{code: True})) for code in SeatFeature.values}
+        )
+        context = {
+            **self._seat_map_context(request, event, "Seat map preview"),
+            "seat_map_html": mark_safe(seat_map_html(seats)),
+            "tiers": tiers,
+            "tier_style": mark_safe(tier_style(tiers)),
+            "features": [
+                {"code": code, "label": label, "seats": features[code]}
+                for code, label in SeatFeature.choices
+                if features[code]
+            ],
+            "total_seats": len(seats),
+            "change_url": self._url("change", event),
+        }
+        return TemplateResponse(request, "admin/events/event/seat_map_preview.html", context)
 
     def render_change_form(
         self,
@@ -260,6 +474,28 @@ class EventAdmin(admin.ModelAdmin[Event]):
         obj: Event | None = None,
     ) -> HttpResponse:
         if obj is not None and obj.pk:
-            context["generate_seats_url"] = self._generate_url(obj)
+            context["generate_seats_url"] = self._url("generate_seats", obj)
+            context["import_layout_url"] = self._url("import_layout", obj)
+            context["preview_url"] = self._url("seat_map_preview", obj)
             context["is_draft"] = obj.sale_state == Event.SaleState.DRAFT
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+def section_summary(event: Event) -> list[dict[str, Any]]:
+    """Per section, in plan order (nearest the stage first): seats, rows, price range and
+    how many seats are wheelchair spaces, companion seats or restricted view."""
+    flagged = {code: Count("id", filter=Q(**{code: True})) for code in SeatFeature.values}
+    rows = (
+        Seat.objects.filter(event=event)
+        .values("section")
+        .annotate(
+            seats=Count("id"),
+            rows=Count("row_label", distinct=True),
+            min_price=Min("price"),
+            max_price=Max("price"),
+            front=Min("y"),
+            **flagged,
+        )
+        .order_by("front", "section")
+    )
+    return [dict(row) for row in rows]

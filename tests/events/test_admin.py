@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.messages import get_messages
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -23,7 +24,17 @@ def generate_url(event):
     return reverse("admin:events_event_generate_seats", args=[event.pk])
 
 
-def sections_post(*sections):
+def import_url(event):
+    return reverse("admin:events_event_import_layout", args=[event.pk])
+
+
+def preview_url(event):
+    return reverse("admin:events_event_seat_map_preview", args=[event.pk])
+
+
+def sections_post(*sections, **extra):
+    """The generator's form: (name, rows, seats per row, price) per section; `extra` adds
+    fields of the first section (x, y, angle, curve, wheelchair_rows, restricted_rows)."""
     data = {"form-TOTAL_FORMS": "3", "form-INITIAL_FORMS": "0"}
     for i, (name, rows, per_row, price) in enumerate(sections):
         data |= {
@@ -32,12 +43,18 @@ def sections_post(*sections):
             f"form-{i}-seats_per_row": str(per_row),
             f"form-{i}-price": price,
         }
-    return data
+    return data | {f"form-0-{name}": value for name, value in extra.items()}
 
 
 def test_non_staff_users_are_sent_to_the_login_page(client, alice, event):
     client.force_login(alice)
-    for url in [reverse(EVENTS), generate_url(event), reverse(SEATS)]:
+    for url in [
+        reverse(EVENTS),
+        generate_url(event),
+        import_url(event),
+        preview_url(event),
+        reverse(SEATS),
+    ]:
         response = client.get(url)
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("admin:login"))
@@ -56,7 +73,7 @@ def test_generate_seat_map_creates_the_sections(staff_client, venue):
     )
 
     assert response.status_code == 302
-    assert response["Location"] == reverse("admin:events_event_change", args=[event.pk])
+    assert response["Location"] == preview_url(event)
     labels = {s.label: s.price for s in event.seats.all()}
     assert sorted(labels) == sorted(
         [f"Stalls-{r}-{n}" for r in "AB" for n in (1, 2, 3)]
@@ -65,7 +82,7 @@ def test_generate_seat_map_creates_the_sections(staff_client, venue):
     assert labels["Stalls-B-3"] == Decimal("30.00")
     assert labels["Circle-A-4"] == Decimal("12.50")
     assert set(event.seats.values_list("state", flat=True)) == {"available"}
-    assert "Created 10 seats in Stalls, Circle." in [
+    assert "Created 10 seats in Stalls, Circle. This is the seat map customers will see." in [
         str(m) for m in get_messages(response.wsgi_request)
     ]
 
@@ -88,7 +105,7 @@ def test_generate_seat_map_is_refused_once_sales_opened(staff_client, event):
         ([("Stalls", 0, 3, "30")], 400, b"greater than or equal to 1"),
         ([("Stalls", 2, 3, "-1")], 400, b"greater than or equal to 0"),
         ([("Stalls", 1, 3, "30"), ("Stalls", 1, 3, "30")], 400, b"may be used once"),
-        ([], 400, b"Please submit at least 1 form"),
+        ([], 400, b"Add at least one section"),
         # "A" is already on the draft event's map.
         ([("A", 1, 3, "30")], 409, b"Each section name may be used once per event."),
     ],
@@ -186,3 +203,214 @@ def test_an_events_page_links_to_its_seat_change_history(staff_client, event, se
         (seat_ids[0], "hold", alice.pk),
         (seat_ids[1], "hold", alice.pk),
     ]
+
+
+def test_an_empty_seat_generator_asks_for_a_section_in_words_staff_understand(
+    staff_client, draft_event
+):
+    response = staff_client.post(generate_url(draft_event), sections_post())
+
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "Add at least one section: fill in its name, rows, seats per row and price." in body
+    assert "Please submit at least" not in body
+    assert draft_event.seats.count() == 1
+
+
+def test_the_generator_places_sections_at_an_angle_and_flags_rows(staff_client, draft_event):
+    response = staff_client.post(
+        generate_url(draft_event),
+        sections_post(
+            ("Box Left", 2, 4, "120.00"),
+            x="-15",
+            y="2",
+            angle="90",
+            curve="",
+            wheelchair_rows="a",
+            restricted_rows="B-B",
+        ),
+    )
+
+    assert response.status_code == 302
+    box = draft_event.seats.filter(section="Box Left")
+    # Along the left wall near the stage, facing the middle: the back row against the wall.
+    assert set(box.filter(row_label="A").values_list("x", flat=True)) == {-15}
+    assert set(box.filter(row_label="B").values_list("x", flat=True)) == {-16}
+    assert max(box.values_list("y", flat=True)) < 4
+    assert sorted(box.filter(wheelchair=True).values_list("row_label", "number")) == [
+        ("A", 1),
+        ("A", 4),
+    ]
+    assert sorted(box.filter(companion=True).values_list("number", flat=True)) == [2, 3]
+    assert set(box.filter(restricted_view=True).values_list("row_label", flat=True)) == {"B"}
+
+
+def test_the_generator_bends_rows_into_a_curve(staff_client, draft_event):
+    staff_client.post(
+        generate_url(draft_event), sections_post(("Stalls", 3, 11, "45"), y="3", curve="60")
+    )
+
+    front = dict(
+        draft_event.seats.filter(section="Stalls", row_label="A").values_list("number", "y")
+    )
+    # The ends of a curved front row come forward of its middle, towards the stage.
+    assert front[6] == 3
+    assert front[1] == front[11] < 3
+
+
+@pytest.mark.parametrize(
+    "fields, error",
+    [
+        ({"wheelchair_rows": "C"}, "“C” is not a row of this section (rows A–B)."),
+        ({"restricted_rows": "A-Q"}, "“A-Q” is not a row of this section"),
+        ({"angle": "200"}, "Ensure this value is less than or equal to 180."),
+        ({"curve": "-5"}, "Ensure this value is greater than or equal to 0."),
+        ({"x": "inf"}, "Enter a number."),
+        ({"y": "north"}, "Enter a number."),
+    ],
+)
+def test_bad_placement_or_rows_are_form_errors_and_create_nothing(
+    staff_client, draft_event, fields, error
+):
+    response = staff_client.post(
+        generate_url(draft_event), sections_post(("Stalls", 2, 4, "45"), **fields)
+    )
+
+    assert response.status_code == 400
+    assert error in response.content.decode()
+    assert draft_event.seats.count() == 1
+
+
+# --- importing a layout ---------------------------------------------------------------------
+
+LAYOUT_CSV = (
+    "section,row,number,x,y,price,attributes\n"
+    "Stalls,A,1,-0.5,3,45.00,wheelchair\n"
+    "Stalls,A,2,0.5,3,45.00,companion\n"
+    "Box Left,A,1,-14,1.5,120,restricted_view\n"
+)
+
+
+def upload(name, text):
+    return SimpleUploadedFile(name, text if isinstance(text, bytes) else text.encode())
+
+
+def test_importing_a_layout_adds_its_seats_and_shows_the_preview(staff_client, draft_event):
+    response = staff_client.post(
+        import_url(draft_event), {"layout": upload("hall.csv", LAYOUT_CSV)}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == preview_url(draft_event)
+    seats = {s.label: (s.x, s.y, s.price, s.features) for s in draft_event.seats.all()}
+    assert seats["Stalls-A-1"] == (-0.5, 3, Decimal("45.00"), ["wheelchair"])
+    assert seats["Box Left-A-1"] == (-14, 1.5, Decimal("120.00"), ["restricted_view"])
+    assert len(seats) == 4
+
+
+def test_a_json_layout_imports_too(staff_client, draft_event):
+    layout = '[{"section": "Box", "row": "A", "number": 1, "x": 9, "y": 1, "price": 120}]'
+
+    response = staff_client.post(import_url(draft_event), {"layout": upload("hall.json", layout)})
+
+    assert response.status_code == 302
+    assert draft_event.seats.filter(section="Box", price=Decimal("120")).count() == 1
+
+
+def test_a_layout_with_mistakes_lists_every_bad_line_and_imports_nothing(staff_client, draft_event):
+    bad = LAYOUT_CSV + "Stalls,A,3,1.5,3,cheap,\nStalls,A,2,2.5,3,45,\nA,A,1,9,9,5,\n"
+
+    response = staff_client.post(import_url(draft_event), {"layout": upload("hall.csv", bad)})
+
+    assert response.status_code == 400
+    body = html.unescape(response.content.decode())
+    rows = re.findall(r"<tr><td>(\d+)</td><td>([^<]*)</td></tr>", body)
+    assert [line for line, _ in rows] == ["5", "6"]
+    assert "price must be an amount like 45.00" in rows[0][1]
+    assert "Stalls-A-2 is given twice (first on line 3)" in rows[1][1]
+    assert "Nothing was imported: 2 problem(s) in the file." in body
+    assert draft_event.seats.count() == 1
+
+    # Once the file itself is right, a seat already on the map is named by its line too.
+    clash = staff_client.post(
+        import_url(draft_event), {"layout": upload("hall.csv", LAYOUT_CSV + "A,A,1,9,9,5,\n")}
+    )
+    assert clash.status_code == 400
+    assert "A-A-1 is already on the map" in html.unescape(clash.content.decode())
+    assert draft_event.seats.count() == 1
+
+
+@pytest.mark.parametrize(
+    "data, error",
+    [
+        ({}, "This field is required."),
+        ({"layout": upload("hall.csv", b"section,row\xff\xfe")}, "not UTF-8 text"),
+        ({"layout": upload("hall.csv", "x" * 200)}, "The file is over"),
+    ],
+)
+def test_an_unreadable_upload_is_a_form_error(staff_client, draft_event, monkeypatch, data, error):
+    monkeypatch.setattr("events.admin.MAX_LAYOUT_BYTES", 100)
+
+    response = staff_client.post(import_url(draft_event), data)
+
+    assert response.status_code == 400
+    assert error in response.content.decode()
+    assert draft_event.seats.count() == 1
+
+
+def test_layouts_are_imported_only_into_drafts(staff_client, event):
+    response = staff_client.post(import_url(event), {"layout": upload("hall.csv", LAYOUT_CSV)})
+
+    assert response.status_code == 409
+    assert "Seats can only be added while the event is a draft." in response.content.decode()
+    assert event.seats.count() == 12
+
+
+# --- the preview ----------------------------------------------------------------------------
+
+
+def test_the_preview_shows_a_drafts_map_as_customers_will_see_it(staff_client, draft_event):
+    staff_client.post(
+        generate_url(draft_event),
+        sections_post(
+            ("Stalls", 2, 5, "45"), ("Box", 1, 2, "120"), y="3", curve="40", wheelchair_rows="B"
+        ),
+    )
+    seat = draft_event.seats.get(section="Stalls", row_label="B", number=1)
+
+    response = staff_client.get(preview_url(draft_event))
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    for asset in ("css/site.css", "css/seatmap.css", "js/seatmap.js"):
+        assert f"/static/{asset}" in body
+    # The customers' own fragment: a button per seat, placed by its x/y.
+    assert body.count('class="seat"') == 13
+    assert f'id="seat-{seat.pk}"' in body and f"--x:{seat.x};--y:{seat.y}" in body
+    assert "€45.00" in body and "€120.00" in body
+    legend = re.sub(r"<[^>]+>", "", body)
+    assert "Wheelchair space (2)" in legend and "Companion seat (2)" in legend
+    assert "Restricted view (" not in legend
+    summary = re.findall(
+        r'<th scope="row">([^<]*)</th>\s*<td>(\d+)</td>\s*<td>(\d+)</td>\s*<td>([^<]*)</td>'
+        r"\s*<td>(\d+)</td>\s*<td>(\d+)</td>\s*<td>(\d+)</td>",
+        body,
+    )
+    assert summary == [
+        ("A", "1", "1", "40.00", "0", "0", "0"),
+        ("Stalls", "2", "10", "45.00", "2", "2", "0"),
+        ("Box", "1", "2", "120.00", "0", "0", "0"),
+    ]
+
+
+def test_the_event_page_links_to_the_preview_and_the_layout_import(
+    staff_client, draft_event, event
+):
+    draft_page = staff_client.get(reverse("admin:events_event_change", args=[draft_event.pk]))
+    on_sale_page = staff_client.get(reverse("admin:events_event_change", args=[event.pk]))
+
+    assert preview_url(draft_event) in draft_page.content.decode()
+    assert import_url(draft_event) in draft_page.content.decode()
+    assert preview_url(event) in on_sale_page.content.decode()
+    assert import_url(event) not in on_sale_page.content.decode()
+    assert staff_client.get(preview_url(event)).status_code == 200
