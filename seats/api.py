@@ -191,9 +191,23 @@ def create_hold(request: HttpRequest, event_id: int) -> HttpResponse:
     def hold_seats() -> HttpResponse:
         body = _json_body(request)
         event = _visible_event(request, event_id)
-        hold = services.hold_seats(
-            customer=customer, event_id=event.pk, seat_ids=clean_seat_ids(body.get("seats"))
-        )
+        if "best_available" in body:
+            # {"best_available": {"count": N, "section": ..., "max_price": ...}}: the service
+            # picks the seats.
+            if "seats" in body:
+                raise InvalidRequest('Send either "seats" or "best_available", not both.')
+            wanted = services.parse_best_available(body["best_available"])
+            hold = services.hold_best_available(
+                customer=customer,
+                event_id=event.pk,
+                count=wanted.count,
+                section=wanted.section,
+                max_price=wanted.max_price,
+            )
+        else:
+            hold = services.hold_seats(
+                customer=customer, event_id=event.pk, seat_ids=clean_seat_ids(body.get("seats"))
+            )
         return JsonResponse(
             {
                 "hold": hold.pk,
