@@ -1,3 +1,4 @@
+import math
 import shlex
 from decimal import Decimal
 from io import StringIO
@@ -75,8 +76,8 @@ def test_seed_demo_twice_creates_everything_once(db):
     first = run("seed_demo")
     event = Event.objects.get()
     assert event.sale_state == "on_sale"
-    assert 300 <= event.seats.count() <= 500
-    assert len(set(event.seats.values_list("price", flat=True))) >= 3
+    assert 400 <= event.seats.count() <= 900
+    assert len(set(event.seats.values_list("price", flat=True))) >= 4
     assert f"/events/{event.pk}/" in first
     assert "demo / demo-pass-2026" in first and "admin / admin-pass-2026" in first
     User = get_user_model()
@@ -95,3 +96,59 @@ def test_seed_demo_twice_creates_everything_once(db):
     assert User.objects.get(username="demo").check_password("changed-by-hand")
     assert "demo / demo-pass-2026 (existing user; password left as it was)" in second
     assert f"/events/{event.pk}/" in second
+
+
+def closest_pair(seats):
+    """The smallest distance between two seats on the plan (a grid, so 20,000 seats is quick)."""
+    cells = {}
+    for x, y in seats:
+        cells.setdefault((math.floor(x), math.floor(y)), []).append((x, y))
+    best = math.inf
+    for (cx, cy), members in cells.items():
+        near = [
+            p for dx in (-1, 0, 1) for dy in (-1, 0, 1) for p in cells.get((cx + dx, cy + dy), [])
+        ]
+        for a in members:
+            best = min([best, *(math.dist(a, b) for b in near if b is not a)])
+    return best
+
+
+def test_the_demo_hall_has_curved_stalls_boxes_beside_the_stage_and_a_rear_circle(db):
+    run("seed_demo")
+    seats = Event.objects.get().seats.all()
+
+    def where(**filters):
+        return list(seats.filter(**filters).values_list("x", "y"))
+
+    stalls, circle = where(section="Stalls"), where(section="Circle")
+    boxes = where(price=Decimal("120.00"))
+    # The €120 boxes are at the sides near the stage, not at the back.
+    assert boxes and all(abs(x) > max(abs(sx) for sx, _ in stalls) for x, _ in boxes)
+    assert max(y for _, y in boxes) < 6 < min(y for _, y in circle)
+    assert {x < 0 for x, _ in boxes} == {True, False}
+    # The circle is behind the stalls; the stalls' front row curves (its ends nearer the stage).
+    assert min(y for _, y in circle) > max(y for _, y in stalls)
+    front = dict(seats.filter(section="Stalls", row_label="A").values_list("number", "y"))
+    assert front[1] < front[12] and front[24] < front[13]
+    # The side balconies are turned: along a row, both x and y change.
+    balcony_row = where(section="Balcony Left", row_label="A")
+    assert len({x for x, _ in balcony_row}) > 1 and len({y for _, y in balcony_row}) > 1
+    assert closest_pair(where()) > 0.95  # no two seats drawn on top of each other
+    assert seats.filter(wheelchair=True).count() >= 2
+    assert seats.filter(companion=True).count() >= 2
+    assert seats.filter(restricted_view=True).exists()
+    assert not seats.filter(wheelchair=True, restricted_view=True).exists()
+
+
+def test_seed_demo_big_adds_a_stadium_of_twenty_thousand_seats_once(db):
+    first = run("seed_demo", "--big")
+    stadium = Event.objects.get(name="Stadium Night")
+    assert stadium.sale_state == "on_sale"
+    assert stadium.seats.count() == stadium.seats_available == 20_000
+    assert closest_pair(stadium.seats.values_list("x", "y")) > 0.95
+    assert f"/events/{stadium.pk}/" in first and "Demo Night" in first
+
+    run("seed_demo", "--big")
+
+    assert Event.objects.count() == 2
+    assert Seat.objects.count() == 20_000 + Event.objects.get(name="Demo Night").seats.count()
