@@ -6,7 +6,9 @@ Helpers here that read or write seats assume the caller holds the locks they nam
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
+from django.db.models import Func, IntegerField, QuerySet, Subquery
 from django.utils import timezone
 
 from events.models import Event
@@ -150,20 +152,33 @@ def free_seats(
 def check_seat_limit(*, customer_id: int, event: Event, adding: list[Seat], now: datetime) -> None:
     """Call with the customer row locked. Raises LimitExceeded if the customer would hold
     plus own more than the event allows."""
+    # Both counts in one statement (one round trip): seats under the customer's active holds,
+    # and seats of their active bookings.
     held = Seat.objects.filter(
         event_id=event.pk,
         hold__in=Hold.objects.active(now).filter(customer_id=customer_id, event_id=event.pk),
-    ).count()
+    )
     booked = BookingSeat.objects.filter(
         booking__event_id=event.pk, booking__customer_id=customer_id, active=True
-    ).count()
-    owned = held + booked
+    )
+    counts = Event.objects.filter(pk=event.pk).values_list(_count_of(held), _count_of(booked))
+    owned = sum(counts.get())
     if owned + len(adding) > event.max_seats_per_customer:
         raise LimitExceeded(
             f"You can have at most {event.max_seats_per_customer} seats for this event "
             f"(you have {owned}).",
             seats=[s.pk for s in adding],
         )
+
+
+def _count_of(queryset: QuerySet[Any]) -> Func:
+    """`queryset`'s row count as a scalar subquery, to read several counts in one query."""
+    return Func(
+        Subquery(queryset.order_by().values("pk")),
+        function="",
+        template="(SELECT COUNT(*) FROM %(expressions)s AS counted)",
+        output_field=IntegerField(),
+    )
 
 
 def end_holds_left_empty(hold_ids: Iterable[int], *, reason: str, now: datetime) -> None:
