@@ -4,6 +4,7 @@ from . import views
 
 urlpatterns = [
     path("events/<int:event_id>/seats/toggle/", views.seat_toggle, name="seat-toggle"),
+    path("events/<int:event_id>/seats/find/", views.seat_find, name="seat-find"),
     path("events/<int:event_id>/hold/", views.hold_panel, name="hold-panel"),
     path("events/<int:event_id>/hold/release/", views.hold_release, name="hold-release"),
     path("events/<int:event_id>/checkout/", views.checkout, name="checkout"),

@@ -29,10 +29,16 @@ from events.models import Event
 
 from . import ratelimits, services
 from .changes import event_counts
-from .errors import BookingError, InvalidRequest
+from .errors import BookingError, InvalidRequest, SaleNotOpen
 from .fragments import counts_html, my_seats_style, seat_html
-from .models import Booking
-from .pages import hold_context, render_seat_map_page
+from .models import Booking, Seat, seat_place
+from .pages import (
+    count_words,
+    held_message,
+    hold_context,
+    remember_seat_picked_signed_out,
+    render_seat_map_page,
+)
 from .parsing import MAX_SEATS_PER_REQUEST, parse_id
 from .selectors import open_hold, public_seats
 
@@ -90,9 +96,9 @@ def _oob_response(
     parts.append(my_seats_style((s.pk for s in context["held_seats"]), oob=True))
     if seat_ids:
         parts.append(counts_html(event_counts(event_now), oob=True))
-    parts.append(
-        render_to_string("seats/_toasts.html", {"message": message, "level": level, "oob": True})
-    )
+    # The message names these seats: the page drops it once one of them changes (site.js).
+    toast = {"message": message, "level": level, "oob": True, "seats": seat_ids}
+    parts.append(render_to_string("seats/_toasts.html", toast))
     response = HttpResponse("".join(parts), status=status)
     response["X-Seat-Version"] = str(event_now.version)
     return response
@@ -112,7 +118,11 @@ def _fail(
             level="error",
             status=error.status,
         )
-    return render_seat_map_page(request, event, status=error.status, error=error.message)
+    # The page's sale banner already says sales are not open: one message, not two.
+    said = isinstance(error, SaleNotOpen) and not Event.objects.get(pk=event.pk).is_on_sale
+    return render_seat_map_page(
+        request, event, status=error.status, error="" if said else error.message
+    )
 
 
 def _done(
@@ -141,6 +151,11 @@ def _rate_limited(
 
 
 def _require_login(request: HtmxHttpRequest, event: Event) -> HttpResponse:
+    """Sends a signed-out visitor to sign in and back to the page. A seat they clicked is
+    remembered and held when they have signed in (pages.hold_seat_picked_signed_out)."""
+    seat_id = parse_id(request.POST.get("seat"))
+    if seat_id is not None and Seat.objects.filter(pk=seat_id, event_id=event.pk).exists():
+        remember_seat_picked_signed_out(request, event=event, seat_id=seat_id)
     page = event.get_absolute_url()
     if request.htmx:
         return HttpResponseClientRedirect(f"{reverse(settings.LOGIN_URL)}?next={page}")
@@ -168,9 +183,63 @@ def seat_toggle(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
     if not toggled.held:
         message = f"Released {toggled.seat.place}."
     else:
-        minutes = max(1, round((toggled.hold.expires_at - now).total_seconds() / 60))
-        message = f"{toggled.seat.place} is yours for the next {minutes} min."
+        message = held_message(toggled.seat.place, toggled.hold.expires_at - now)
     return _done(request, event, now=now, seat_ids=[seat_id], message=message)
+
+
+def _seats_in_words(seats: list[Seat]) -> str:
+    """ "Section A, row B, seats 4 to 6" (with a dash) for seats side by side in one row,
+    else each place."""
+    if len(seats) == 1:
+        return seat_place(seats[0].section, seats[0].row_label, seats[0].number)
+    first, last = seats[0], seats[-1]
+    numbers = [s.number for s in seats]
+    if {(s.section, s.row_label) for s in seats} == {(first.section, first.row_label)} and (
+        numbers == list(range(first.number, first.number + len(seats)))
+    ):
+        return f"Section {first.section}, row {first.row_label}, seats {first.number}–{last.number}"
+    return "; ".join(seat_place(s.section, s.row_label, s.number) for s in seats)
+
+
+@require_POST
+def seat_find(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
+    """ "Find N seats": holds the best block of `count` free seats side by side, in `section`
+    and up to `max_price` each when given (services.hold_best_available), beside the
+    customer's seats already held."""
+    event = _event(request, event_id)
+    if not request.user.is_authenticated:
+        return _require_login(request, event)
+    decision = ratelimits.seat_action(customer_id=request.user.pk, event_id=event.pk)
+    if not decision.allowed:
+        return _rate_limited(request, event, decision)
+    now = timezone.now()
+    try:
+        count = parse_id(request.POST.get("count"))
+        if count is None:
+            raise InvalidRequest("Choose how many seats you want.")
+        section = request.POST.get("section", "").strip() or None
+        raw_price = request.POST.get("max_price", "").strip() or None
+        try:  # the API's rule for an amount
+            max_price = services.parse_best_available({"count": 1, "max_price": raw_price})
+        except InvalidRequest:
+            raise InvalidRequest("Choose a top price from the list.") from None
+        held = open_hold(customer=request.user, event_id=event.pk, now=now)
+        before = set(held.seats.values_list("pk", flat=True)) if held else set()
+        hold = services.hold_best_available(
+            customer=_customer(request),
+            event_id=event.pk,
+            count=count,
+            section=section,
+            max_price=max_price.max_price,
+        )
+    except BookingError as error:
+        return _fail(request, event, error, now)
+    now = timezone.now()
+    found = [s for s in hold.seats.order_by("section", "row_label", "number") if s.pk not in before]
+    message = held_message(_seats_in_words(found), hold.expires_at - now, several=len(found) > 1)
+    if len(found) > 1:
+        message = f"Found {count_words(len(found), 'seat')} together: {message}"
+    return _done(request, event, now=now, seat_ids=[s.pk for s in found], message=message)
 
 
 @require_GET

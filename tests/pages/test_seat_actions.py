@@ -31,7 +31,7 @@ def oob_seat(html: str, seat_id: int) -> str:
 
 
 def my_seats(html: str) -> str:
-    return re.search(r'<style id="my-seats" hx-swap-oob="true">(.*?)</style>', html).group(1)
+    return re.search(r'<style id="my-seats"[^>]* hx-swap-oob="true">(.*?)</style>', html).group(1)
 
 
 def test_clicking_an_available_seat_holds_it(client, event, seat_ids, alice):
@@ -47,7 +47,7 @@ def test_clicking_an_available_seat_holds_it(client, event, seat_ids, alice):
     assert f'#seat-{seat_ids[0]}[data-state="held"]' in my_seats(html)
     assert '<aside id="hold-panel"' in html and "Row A · Seat 1" in html
     assert '<span class="count-n" id="count-held">1</span>' in html
-    assert "is yours for the next 10 min" in html
+    assert "is yours for the next 10 minutes." in html
 
 
 def test_clicking_your_own_held_seat_releases_it(client, event, seat_ids, alice):
