@@ -3,7 +3,6 @@
 Seat states are never written here: seat maps and sales go through seats.services.
 """
 
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -23,12 +22,12 @@ from django.utils.safestring import mark_safe
 
 from seats import services
 from seats.admin import seat_changes_url
-from seats.errors import BookingError
+from seats.errors import BookingError, InvalidRequest
 from seats.fragments import price_tiers, seat_map_html, tier_style
 from seats.models import Seat, SeatFeature, SeatState, active_hold, free_seat
 from seats.selectors import public_seats
 from seats.services import layout_import
-from seats.services.seat_maps import MAX_SEATS_PER_EVENT, SectionSpec, row_label
+from seats.services.seat_maps import MAX_SEATS_PER_EVENT, SectionSpec, parse_row_list
 
 from .models import Event, Venue
 
@@ -63,28 +62,6 @@ def _occupancy_column(state: str) -> Callable[[Event], str]:
 class VenueAdmin(admin.ModelAdmin[Venue]):
     list_display = ["name", "city", "address"]
     search_fields = ["name", "city"]
-
-
-def parse_row_labels(text: str, *, rows: int) -> tuple[str, ...]:
-    """Row labels written as "A, C" or ranges "P-R", checked against a section of `rows` rows.
-
-    Raises ValidationError naming what is not a row of the section.
-    """
-    labels = [row_label(i) for i in range(rows)]
-    index = {label: i for i, label in enumerate(labels)}
-    chosen: list[str] = []
-    for part in re.split(r"[\s,;]+", text.strip().upper()):
-        if not part:
-            continue
-        first, _, last = part.partition("-")
-        if first not in index or (last and last not in index):
-            raise forms.ValidationError(
-                f"“{part}” is not a row of this section (rows {labels[0]}–{labels[-1]})."
-            )
-        end = index[last] if last else index[first]
-        start, end = sorted((index[first], end))
-        chosen += [label for label in labels[start : end + 1] if label not in chosen]
-    return tuple(chosen)
 
 
 def _number_input(step: str = "any") -> forms.NumberInput:
@@ -159,9 +136,9 @@ class SectionForm(forms.Form):
             if rows is None or field not in data:
                 continue
             try:
-                data[field] = parse_row_labels(data[field], rows=rows)
-            except forms.ValidationError as exc:
-                self.add_error(field, exc)
+                data[field] = parse_row_list(data[field], rows=rows)
+            except InvalidRequest as exc:
+                self.add_error(field, exc.message)
         return data
 
     def section(self) -> SectionSpec:

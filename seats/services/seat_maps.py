@@ -15,6 +15,7 @@ seats sit one seat width apart along their row. `curve=0` gives straight rows.
 
 import dataclasses
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -76,6 +77,25 @@ def row_label(index: int) -> str:
         index, rem = divmod(index - 1, 26)
         label = chr(ord("A") + rem) + label
     return label
+
+
+def parse_row_list(text: str, *, rows: int) -> tuple[str, ...]:
+    """Row labels written as "A, C", "A;C" or ranges "P-R" (any case), for a section of
+    `rows` rows, in the order given. Raises InvalidRequest naming what is not a row of it."""
+    labels = [row_label(i) for i in range(rows)]
+    index = {label: i for i, label in enumerate(labels)}
+    chosen: list[str] = []
+    for part in re.split(r"[\s,;]+", text.strip().upper()):
+        if not part:
+            continue
+        first, _, last = part.partition("-")
+        if first not in index or (last and last not in index):
+            raise InvalidRequest(
+                f"“{part}” is not a row of this section (rows {labels[0]}–{labels[-1]})."
+            )
+        start, end = sorted((index[first], index[last or first]))
+        chosen += [label for label in labels[start : end + 1] if label not in chosen]
+    return tuple(chosen)
 
 
 def check_price(price: Decimal) -> None:

@@ -1,4 +1,5 @@
 import math
+import re
 import shlex
 from decimal import Decimal
 from io import StringIO
@@ -7,6 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
+from events.management.commands.create_event import Command as CreateEvent
 from events.models import Event, Venue
 from seats.models import Seat
 
@@ -152,3 +154,129 @@ def test_seed_demo_big_adds_a_stadium_of_twenty_thousand_seats_once(db):
 
     assert Event.objects.count() == 2
     assert Seat.objects.count() == 20_000 + Event.objects.get(name="Demo Night").seats.count()
+
+
+def test_create_event_takes_sections_with_their_prices_positions_angles_and_curves(db):
+    out = run(
+        "create_event",
+        "--name",
+        "Gala",
+        "--section",
+        "Stalls:rows=3,seats=9,price=45,curve=60,y=3,wheelchair=C",
+        "--section",
+        "Box Left:rows=2,seats=4,price=120,x=-15,y=3,angle=90,restricted=b",
+        "--section",
+        "Circle:rows=2,seats=10,price=30.50",
+    )
+
+    event = Event.objects.get(pk=int(out.strip().splitlines()[-1]))
+    assert event.sale_state == "on_sale"
+    prices = dict(event.seats.values_list("section", "price").distinct())
+    assert prices == {
+        "Stalls": Decimal("45.00"),
+        "Box Left": Decimal("120.00"),
+        "Circle": Decimal("30.50"),
+    }
+    assert "Stalls 45.00, Box Left 120.00, Circle 30.50" in out
+    stalls_front = dict(
+        event.seats.filter(section="Stalls", row_label="A").values_list("number", "y")
+    )
+    assert stalls_front[5] == 3 and stalls_front[1] < 3  # curved towards the stage
+    box = event.seats.filter(section="Box Left")
+    assert set(box.values_list("x", flat=True)) == {-15, -16}  # along the left wall
+    assert set(box.filter(restricted_view=True).values_list("row_label", flat=True)) == {"B"}
+    assert sorted(
+        event.seats.filter(wheelchair=True).values_list("section", "row_label", "number")
+    ) == [("Stalls", "C", 1), ("Stalls", "C", 9)]
+    # Without y, the circle goes behind the stalls.
+    stalls_back = max(event.seats.filter(section="Stalls").values_list("y", flat=True))
+    assert min(event.seats.filter(section="Circle").values_list("y", flat=True)) > stalls_back
+
+
+def test_create_event_imports_a_layout_file_and_can_leave_a_draft(db, tmp_path):
+    layout = tmp_path / "hall.csv"
+    layout.write_text(
+        "section,row,number,x,y,price,attributes\n"
+        "Stalls,A,1,-0.5,3,45,wheelchair\n"
+        "Stalls,A,2,0.5,3,45,companion\n"
+    )
+    json_layout = tmp_path / "boxes.json"
+    json_layout.write_text(
+        '[{"section": "Box", "row": "A", "number": 1, "x": 9, "y": 1, "price": 120}]'
+    )
+
+    out = run("create_event", "--name", "Recital", "--layout", str(layout), "--draft")
+    event = Event.objects.get(pk=int(out.strip().splitlines()[-1]))
+    assert event.sale_state == "draft"
+    assert "a draft" in out
+    assert sorted((s.label, s.features) for s in event.seats.all()) == [
+        ("Stalls-A-1", ["wheelchair"]),
+        ("Stalls-A-2", ["companion"]),
+    ]
+
+    out = run(
+        "create_event",
+        "--name",
+        "Both",
+        "--section",
+        "Stalls:rows=1,seats=2,price=5",
+        "--layout",
+        str(json_layout),
+    )
+    both = Event.objects.get(pk=int(out.strip().splitlines()[-1]))
+    assert sorted(both.seats.values_list("section", "price")) == [
+        ("Box", Decimal("120.00")),
+        ("Stalls", Decimal("5.00")),
+        ("Stalls", Decimal("5.00")),
+    ]
+
+
+def test_a_bad_layout_file_names_its_bad_lines_and_creates_nothing(db, tmp_path):
+    layout = tmp_path / "hall.csv"
+    layout.write_text(
+        "section,row,number,x,y,price,attributes\nS,A,1,0,1,5,\nS,A,x,1,1,5,\nS,A,1,2,1,5,\n"
+    )
+
+    with pytest.raises(CommandError) as caught:
+        run("create_event", "--name", "Gig", "--layout", str(layout))
+
+    assert "line 3: number must be a whole number" in str(caught.value)
+    assert "line 4: S-A-1 is given twice (first on line 2)" in str(caught.value)
+    assert (Event.objects.count(), Venue.objects.count(), Seat.objects.count()) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--section", "Stalls"], 'write it as "NAME:rows=R,seats=S,price=P"'),
+        (["--section", "Stalls:rows=2,seats=3"], "--section Stalls: give price"),
+        (["--section", "Stalls:rows=2,seats=3,price=5,tilt=4"], "'tilt=4' is not one of"),
+        (["--section", "Stalls:rows=2,rows=3,seats=3,price=5"], "each once"),
+        (["--section", "Stalls:rows=two,seats=3,price=5"], "rows must be a number"),
+        (["--section", "Stalls:rows=2,seats=3,price=5,x=nan"], "x must be a number"),
+        (["--section", "Stalls:rows=2,seats=3,price=-5"], "price must be 0 to 999999.99"),
+        (["--section", "Stalls:rows=2,seats=3,price=5,wheelchair=C"], "“C” is not a row"),
+        (["--section", "Stalls:rows=2,seats=3,price=5,curve=270"], "curve is 0-180"),
+        (
+            ["--section", "S:rows=1,seats=3,price=5", "--section", "S:rows=1,seats=3,price=5"],
+            "Each section name may be used once",
+        ),
+        (["--section", "S:rows=1,seats=3,price=5", "--rows", "3"], "not both"),
+        ([], "Give --section (repeatable) or --layout FILE"),
+        (["--layout", "/nonexistent/hall.csv"], "cannot read it"),
+    ],
+)
+def test_create_event_rejects_bad_sections_and_creates_nothing(db, args, message):
+    with pytest.raises(CommandError, match=re.escape(message)):
+        run("create_event", "--name", "Gig", *args)
+
+    assert (Event.objects.count(), Venue.objects.count(), Seat.objects.count()) == (0, 0, 0)
+
+
+def test_create_event_help_documents_the_section_syntax():
+    parser = CreateEvent().create_parser("manage.py", "create_event")
+    text = "".join(parser.format_help().split())  # argparse wraps lines mid-word
+
+    assert "NAME:rows=R,seats=S,price=P[,x=X][,y=Y][,angle=DEG][,curve=DEG]" in text
+    assert "wheelchair=ROWS" in text and "restricted=ROWS" in text
+    assert "--layoutFILE" in text and "section,row,number,x,y,price,attributes" in text
