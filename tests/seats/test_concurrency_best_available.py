@@ -1,0 +1,186 @@
+"""Many customers asking for the best available seats at once, on real PostgreSQL: no seat in
+two holds, every hold a block side by side, no single seat stranded while it was avoidable,
+and every customer served while blocks last."""
+
+import threading
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from seats import services
+from seats.models import Hold, Seat, SeatChange
+from seats.services import best_available
+from tests.conftest import make_event
+from tests.seats.test_concurrency import (  # noqa: F401 (autouse fixtures used here too)
+    a_connection_per_customer,
+    patient_locks,
+    run_together,
+    tally,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+COUNTS = (2, 3, 4)
+
+
+def rows_of(event):
+    """Each row as a string, seat 1 first: "." free, "x" taken."""
+    rows: dict[str, list[str]] = {}
+    for seat in Seat.objects.filter(event=event).order_by("row_label", "number"):
+        rows.setdefault(seat.row_label, []).append("." if seat.state == "available" else "x")
+    return {label: "".join(states) for label, states in rows.items()}
+
+
+def stranded(rows):
+    """Single free seats between taken seats or a row end, in rows someone sat down in."""
+    return [
+        (label, run) for label, r in rows.items() if "x" in r for run in r.split("x") if run == "."
+    ]
+
+
+def best_call(customer, event, count):
+    return lambda: services.hold_best_available(customer=customer, event_id=event.pk, count=count)
+
+
+def check_holds(event, outcomes, counts):
+    """Asserts that each winner holds one block of the count it asked for, side by side in
+    one row, no seat in two holds, and that the seats held, the changes and the version add
+    up to exactly what the winners asked for. Returns the winners' counts."""
+    won = [(result, n) for (kind, result), n in zip(outcomes, counts, strict=True) if kind == "won"]
+    seen: set[int] = set()
+    for hold, count in won:
+        seats = list(Seat.objects.filter(hold=hold).order_by("number"))
+        assert len(seats) == count, (hold, seats)
+        assert len({(s.section, s.row_label) for s in seats}) == 1, seats
+        assert [s.number for s in seats] == list(range(seats[0].number, seats[0].number + count))
+        assert all(s.state == "held" for s in seats)
+        ids = {s.pk for s in seats}
+        assert not ids & seen, "a seat in two holds"
+        seen |= ids
+    held = Seat.objects.filter(event=event, state="held").count()
+    assert held == len(seen) == sum(n for _, n in won)
+    assert SeatChange.objects.filter(event=event).count() == held
+    assert Hold.objects.filter(event=event).count() == len(won)
+    event.refresh_from_db()
+    assert event.version == len(won)  # one committed change per winner, nothing else
+    return [n for _, n in won]
+
+
+def test_thirty_customers_at_once_all_get_blocks_and_no_seat_is_stranded(customers, venue):
+    # 120 seats, 90 asked for: there is always a block that strands nothing.
+    event = make_event(venue, rows=10, seats_per_row=12)
+    counts = [COUNTS[i % 3] for i in range(30)]
+
+    outcomes = run_together(
+        [best_call(c, event, n) for c, n in zip(customers[: len(counts)], counts, strict=True)]
+    )
+
+    assert tally(outcomes) == {"won": 30}, outcomes
+    check_holds(event, outcomes, counts)
+    assert stranded(rows_of(event)) == []
+
+
+def test_thirty_customers_choosing_from_the_same_old_read_still_never_strand(
+    customers, venue, monkeypatch
+):
+    """Every customer chooses from the seat map as it was before anyone held a seat (the
+    widest race there can be): what the locks show must put each right."""
+    event = make_event(venue, rows=10, seats_per_row=12)
+    counts = [COUNTS[i % 3] for i in range(30)]
+    read_plan = best_available.read_plan
+    stale = threading.local()
+    monkeypatch.setattr(best_available, "read_plan", lambda **kwargs: stale.plan)
+
+    def call(customer, count):
+        def run():
+            stale.plan = read_plan(event_id=event.pk, section=None, now=timezone.now())
+            return services.hold_best_available(customer=customer, event_id=event.pk, count=count)
+
+        return run
+
+    outcomes = run_together(
+        [call(c, n) for c, n in zip(customers[: len(counts)], counts, strict=True)]
+    )
+
+    assert tally(outcomes) == {"won": 30}, outcomes
+    check_holds(event, outcomes, counts)
+    assert stranded(rows_of(event)) == []
+
+
+def test_more_asked_than_there_are_blocks_every_refusal_is_because_none_is_left(customers, venue):
+    # 40 seats, about 120 asked for.
+    event = make_event(venue, rows=4, seats_per_row=10)
+    counts = [COUNTS[i % 3] for i in range(40)]
+
+    outcomes = run_together(
+        [best_call(c, event, n) for c, n in zip(customers[: len(counts)], counts, strict=True)]
+    )
+
+    kinds = tally(outcomes)
+    assert set(kinds) == {"won", "NotTogether"}, outcomes  # never Busy, never an error
+    won = check_holds(event, outcomes, counts)
+    assert sum(won) >= 30  # most of the hall went, in blocks
+    rows = rows_of(event)
+    longest = max(len(run) for r in rows.values() for run in r.split("x"))
+    refused = [n for (kind, _), n in zip(outcomes, counts, strict=True) if kind == "NotTogether"]
+    # Seats only went, never came back: a block free now was free when they were refused.
+    assert all(n > longest for n in refused), (rows, refused)
+
+
+@pytest.fixture
+def pricey_row(venue):
+    """One row of 7: seats 1-2 at €20, seat 3 at €90, seats 4-7 at €50. From the empty row,
+    "2 at €20 or less" is 1-2 and "2, any price" is 4-5 (3-4 is as close but dearer): each
+    fine alone, but together they leave seat 3 alone."""
+    event = make_event(venue, rows=1, seats_per_row=7, price="50.00")
+    event.seats.filter(number__in=[1, 2]).update(price="20.00")
+    event.seats.filter(number=3).update(price="90.00")
+    return event
+
+
+def two_from_the_same_read(customers, event):
+    """Both customers choose from the row as it was before either held a seat."""
+    plans = [
+        best_available.read_plan(event_id=event.pk, section=None, now=timezone.now())
+        for _ in range(2)
+    ]
+    mine = threading.local()
+
+    def call(index, **wanted):
+        def run():
+            mine.plan = plans[index]
+            return services.hold_best_available(
+                customer=customers[index], event_id=event.pk, count=2, **wanted
+            )
+
+        return run
+
+    return [call(0, max_price=Decimal("20.00")), call(1)], lambda **kwargs: mine.plan
+
+
+def test_two_blocks_chosen_at_once_never_strand_the_seat_between_them(
+    customers, pricey_row, monkeypatch
+):
+    calls, plan = two_from_the_same_read(customers, pricey_row)
+    monkeypatch.setattr(best_available, "read_plan", plan)
+
+    outcomes = run_together(calls)
+
+    assert tally(outcomes) == {"won": 2}, outcomes
+    check_holds(pricey_row, outcomes, [2, 2])
+    assert stranded(rows_of(pricey_row)) == []
+
+
+def test_control_without_checking_the_neighbours_under_the_locks_a_seat_is_stranded(
+    customers, pricey_row, monkeypatch
+):
+    calls, plan = two_from_the_same_read(customers, pricey_row)
+    monkeypatch.setattr(best_available, "read_plan", plan)
+    monkeypatch.setattr(best_available, "_strands_now", lambda block, free: 0)
+
+    outcomes = run_together(calls)
+
+    assert tally(outcomes) == {"won": 2}, outcomes
+    assert rows_of(pricey_row) == {"A": "xx.xx.."}
+    assert stranded(rows_of(pricey_row)) == [("A", ".")]
