@@ -75,11 +75,39 @@ def delete_selected(
 
 @admin.register(Seat)
 class SeatAdmin(admin.ModelAdmin[Seat]):
-    list_display = ["label", "event", "section", "row_label", "number", "price", "state"]
-    list_filter = ["event", "state", "section"]
+    list_display = [
+        "label",
+        "event",
+        "section",
+        "row_label",
+        "number",
+        "position",
+        "price",
+        "state",
+        "wheelchair",
+        "companion",
+        "restricted_view",
+    ]
+    list_filter = ["event", "state", "section", "wheelchair", "companion", "restricted_view"]
     list_select_related = ["event"]
     search_fields = ["section", "row_label", "event__name"]
     actions = ["block_seats", "unblock_seats", delete_selected]
+    fieldsets = [
+        (None, {"fields": ["event", "section", "row_label", "number", "price"]}),
+        (
+            "Place on the venue plan",
+            {
+                "fields": [("x", "y")],
+                "description": "In seat widths from the stage's front centre: x to the "
+                "audience's right, y away from the stage.",
+            },
+        ),
+        (
+            "Shown in the legend and the seat's name",
+            {"fields": ["wheelchair", "companion", "restricted_view"]},
+        ),
+        ("Sale", {"fields": ["state", "hold", "history"]}),
+    ]
     # Seat state and hold change only through services (the actions above).
     readonly_fields = ["event", "state", "hold", "history"]
     # Once sales open, the seat map is what viewers see: nothing about a seat is edited.
@@ -91,10 +119,17 @@ class SeatAdmin(admin.ModelAdmin[Seat]):
         "x",
         "y",
         "price",
+        "wheelchair",
+        "companion",
+        "restricted_view",
         "state",
         "hold",
         "history",
     ]
+
+    @admin.display(description="x, y")
+    def position(self, obj: Seat) -> str:
+        return f"{obj.x:g}, {obj.y:g}"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -293,3 +293,54 @@ def test_non_staff_users_cannot_see_the_change_log(client, alice):
 
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_seats_list_shows_their_place_and_features_and_filters_by_them(staff_client, venue):
+    event = make_event(venue, rows=2, seats_per_row=3)
+    Seat.objects.filter(event=event, row_label="A", number=1).update(wheelchair=True)
+    Seat.objects.filter(event=event, row_label="A", number=2).update(companion=True)
+    Seat.objects.filter(event=event, row_label="B").update(restricted_view=True)
+
+    def labels(**query):
+        response = staff_client.get(reverse(SEATS), {"event__id__exact": event.pk, **query})
+        return sorted(row["label"] for row in listed(response))
+
+    sidebar = staff_client.get(reverse(SEATS)).context["cl"].filter_specs
+    assert {"wheelchair space", "companion seat", "restricted view"} <= {f.title for f in sidebar}
+    assert labels(wheelchair__exact=1) == ["A-A-1"]
+    assert labels(companion__exact=1) == ["A-A-2"]
+    assert labels(restricted_view__exact=1) == ["A-B-1", "A-B-2", "A-B-3"]
+    assert labels(restricted_view__exact=0, wheelchair__exact=0) == ["A-A-2", "A-A-3"]
+    seat = Seat.objects.get(event=event, row_label="B", number=3)
+    [row] = [r for r in listed(staff_client.get(reverse(SEATS))) if r["label"] == "A-B-3"]
+    assert row["position"] == f"{seat.x:g}, {seat.y:g}"
+
+
+def test_a_draft_seats_place_and_features_are_edited_and_fixed_once_on_sale(
+    staff_client, draft_event, event, seat_ids
+):
+    draft_seat = draft_event.seats.get()
+    form = {
+        "section": "A",
+        "row_label": "A",
+        "number": "1",
+        "x": "-12.5",
+        "y": "3.25",
+        "price": "40.00",
+        "wheelchair": "on",
+        "restricted_view": "on",
+    }
+
+    response = staff_client.post(reverse("admin:seats_seat_change", args=[draft_seat.pk]), form)
+
+    assert response.status_code == 302
+    draft_seat.refresh_from_db()
+    assert (draft_seat.x, draft_seat.y) == (-12.5, 3.25)
+    assert draft_seat.features == ["wheelchair", "restricted_view"]
+
+    on_sale_url = reverse("admin:seats_seat_change", args=[seat_ids[0]])
+    page = staff_client.get(on_sale_url).content.decode()
+    assert 'name="wheelchair"' not in page and 'name="x"' not in page
+    staff_client.post(on_sale_url, form)
+    seat = Seat.objects.get(pk=seat_ids[0])
+    assert seat.features == [] and (seat.x, seat.y) != (-12.5, 3.25)
