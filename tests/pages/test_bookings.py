@@ -1,3 +1,4 @@
+import re
 from datetime import timedelta
 
 from django.urls import reverse
@@ -87,7 +88,7 @@ def test_my_bookings_lists_mine_and_cancel_releases_the_seats(client, event, sea
 
     listing = client.get(reverse("booking-list")).content.decode()
     assert listing.count('class="booking-row') == 1
-    assert "A-A-1" in listing and "A-A-3" not in listing
+    assert "Section A · Row A · Seat 1" in listing and "Seat 3" not in listing
 
     response = client.post(reverse("booking-cancel", args=[mine.pk]), {"back": "list"})
 
@@ -134,3 +135,23 @@ def test_booking_pages_need_login_and_cancel_needs_post(client, event, seat_ids,
     assert client.get(reverse("booking-cancel", args=[booking.pk])).status_code == 405
     booking.refresh_from_db()
     assert not booking.is_cancelled
+
+
+def test_my_bookings_names_seats_as_the_hold_panel_does_not_by_their_staff_code(
+    client, event, seat_ids, alice
+):
+    services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[4:5])
+    services.book_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[4:5])
+    services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[5:6])
+    client.force_login(alice)
+
+    listing = client.get(reverse("booking-list")).content.decode()
+    page = client.get(reverse("event-detail", args=[event.pk])).content.decode()
+
+    chips = re.findall(r'<span class="seat-chip">(.*?)</span>', listing)
+    held = re.findall(r'<span class="held-place">(.*?)</span>', page)
+    assert chips == ["Section A · Row B · Seat 1"]  # 4 seats a row: the 5th is B1
+    assert held == ["Section A · Row B · Seat 2"]
+    assert "A-B-1" not in listing
+    # One wording: the list's name is the panel's with only the seat number changed.
+    assert chips[0][: -len("1")] == held[0][: -len("2")]
