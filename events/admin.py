@@ -17,6 +17,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
@@ -205,11 +206,13 @@ class LayoutImportForm(forms.Form):
 
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin[Event]):
+    # Short headers and wrapping cells, so every column fits a 1366-px laptop screen beside
+    # the admin's navigation and filter sidebars (a FK or date column never wraps).
     list_display = [
         "name",
-        "venue",
-        "starts_at",
-        "sale_state",
+        "venue_name",
+        "starts",
+        "sale",
         *(_occupancy_column(state) for state in OCCUPANCY_STATES),
         "seat_map_link",
     ]
@@ -248,11 +251,21 @@ class EventAdmin(admin.ModelAdmin[Event]):
             return "—"
         return format_html('<a href="{}">History</a>', seat_changes_url(event_id=obj.pk))
 
-    @admin.display(description="Seat map")
+    @admin.display(description="venue", ordering="venue__name")
+    def venue_name(self, obj: Event) -> str:
+        return obj.venue.name
+
+    @admin.display(description="starts", ordering="starts_at")
+    def starts(self, obj: Event) -> str:
+        return date_format(timezone.localtime(obj.starts_at), "j M Y H:i")
+
+    @admin.display(description="sale", ordering="sale_state")
+    def sale(self, obj: Event) -> str:
+        return obj.get_sale_state_display()
+
+    @admin.display(description="map")
     def seat_map_link(self, obj: Event) -> str:
-        if obj.sale_state != Event.SaleState.DRAFT:
-            return "—"
-        return format_html('<a href="{}">Generate seats</a>', self._generate_url(obj))
+        return format_html('<a href="{}">Preview</a>', self._url("seat_map_preview", obj))
 
     def save_model(
         self, request: HttpRequest, obj: Event, form: forms.ModelForm[Event], change: bool
