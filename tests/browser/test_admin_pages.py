@@ -107,3 +107,30 @@ def test_the_preview_draws_a_drafts_plan_for_staff(server, browser):
     page.locator(f"#seat-{box_seat.pk}").click()
     box_seat.refresh_from_db()
     assert box_seat.state == "available"
+
+
+def test_the_seat_generator_fits_a_laptop_screen_and_creates_a_curved_section(server, browser):
+    venue = Venue.objects.create(name="Demo Arena")
+    event = Event.objects.create(name="New show", venue=venue, starts_at="2030-01-01T20:00Z")
+    page = staff_page(browser, server)
+    page.goto(f"{server.origin}/admin/events/event/{event.pk}/generate-seats/")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "admin-generate-seats.png"), full_page=True)
+    last_field = page.locator("input[name='form-0-restricted_rows']").bounding_box()
+    assert last_field["x"] + last_field["width"] <= LAPTOP["width"]
+    for name, value in {
+        "name": "Stalls",
+        "rows": "4",
+        "seats_per_row": "12",
+        "price": "45",
+        "y": "3",
+        "curve": "60",
+        "wheelchair_rows": "D",
+    }.items():
+        page.fill(f"input[name='form-0-{name}']", value)
+    page.click("input[type=submit][value='Generate seats']")
+
+    page.wait_for_url("**/seat-map-preview/")
+    expect(page.locator(".seat")).to_have_count(48)
+    assert event.seats.filter(wheelchair=True).count() == 2
