@@ -90,7 +90,7 @@ class SectionForm(forms.Form):
     )
     y = forms.FloatField(
         required=False,
-        min_value=0,
+        min_value=-10_000,
         max_value=10_000,
         widget=_number_input(),
         help_text="Seat widths back from the stage; blank: behind the section above.",

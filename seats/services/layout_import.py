@@ -19,11 +19,10 @@ from typing import Any, Literal
 
 from ..errors import InvalidRequest
 from ..models import Seat, SeatFeature, seat_code
-from .seat_maps import MAX_PRICE, MAX_SEATS_PER_EVENT, add_seats
+from .seat_maps import MAX_COORDINATE, MAX_PRICE, MAX_SEATS_PER_EVENT, add_seats
 
 COLUMNS = ("section", "row", "number", "x", "y", "price", "attributes")
 REQUIRED = COLUMNS[:-1]
-MAX_COORDINATE = 10_000.0  # seat widths from the stage: far beyond any hall
 MAX_PROBLEMS_SHOWN = 50
 _SEPARATORS = re.compile(r"[\s;,]+")
 _FIELD_LIMITS = {

@@ -31,6 +31,7 @@ MAX_SEATS_PER_EVENT = 50_000
 MAX_PRICE = Decimal("999999.99")  # Seat.price: 8 digits, 2 of them decimals
 MAX_SECTION_ROWS = 200
 MAX_SEATS_PER_ROW = 500
+MAX_COORDINATE = 10_000.0  # seat widths from the stage: far beyond any hall
 NOT_A_DRAFT = "Seats can only be added while the event is a draft."
 
 
@@ -126,8 +127,10 @@ def _section_seats(event_id: int, spec: SectionSpec) -> list[Seat]:
     check_price(spec.price)
     if not (0 <= spec.curve <= 180 and -180 <= spec.angle <= 180):
         raise InvalidRequest("A section's curve is 0-180 degrees and its angle -180-180.")
-    if not all(math.isfinite(v) for v in (spec.x, spec.y or 0.0)):
-        raise InvalidRequest("A section's position must be a number.")
+    if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for v in (spec.x, spec.y or 0.0)):
+        raise InvalidRequest(
+            f"A section's position must be a number within ±{MAX_COORDINATE:,g} seat widths."
+        )
     labels = [row_label(r) for r in range(spec.rows)]
     unknown = sorted(set(spec.wheelchair_rows + spec.restricted_rows) - set(labels))
     if unknown:

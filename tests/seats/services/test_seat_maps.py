@@ -127,6 +127,7 @@ def test_wheelchair_rows_get_spaces_at_both_ends_with_companion_seats_beside(dra
         (SectionSpec("S", 2, 3, Decimal("1.005")), "whole cents"),
         (SectionSpec("S", 2, 3, Decimal("1"), curve=181), "curve is 0-180"),
         (SectionSpec("S", 2, 3, Decimal("1"), x=math.inf), "position must be a number"),
+        (SectionSpec("S", 2, 3, Decimal("1"), y=10_001), "within ±10,000 seat widths"),
         (SectionSpec(" ", 2, 3, Decimal("1")), "needs a name"),
         (SectionSpec("S", 201, 3, Decimal("1")), "1-200 rows"),
     ],
