@@ -6,7 +6,8 @@
 // click's answer older than what it shows; it reconnects sockets that went silent or were
 // closed with a code the extension does not retry, makes reconnects resume from the version
 // reached (retrying every few seconds at most), and tells the customer when live updates are
-// paused and when they resume.
+// paused and when they resume. When a frame's sale banner says sales closed (or opened), it
+// updates the badge, hides (or shows) what only an open sale offers and asks for the panel.
 (function () {
   "use strict";
   var live = document.getElementById("live");
@@ -123,7 +124,25 @@
 
   live.addEventListener("htmx:wsAfterMessage", function () {
     live.dataset.version = String(version);
+    saleStateChanged();
   });
+
+  // Deltas, syncs and resets carry #sale-banner when the sale state may have changed.
+  function saleStateChanged() {
+    var banner = document.getElementById("sale-banner");
+    var state = banner && banner.dataset.saleState;
+    if (!state || state === live.dataset.saleState) return;
+    live.dataset.saleState = state;
+    var layout = document.querySelector(".booking-layout");
+    if (layout) layout.dataset.saleState = state;  // site.css hides the timer and Checkout
+    var badge = document.getElementById("sale-badge");
+    if (badge) {
+      badge.className = "badge badge-" + state;
+      badge.textContent = badge.getAttribute("data-label-" + state) || state;
+    }
+    // The panel as the server now renders it: "sales are closed", or Checkout back.
+    if (live.dataset.panelUrl) htmx.ajax("GET", live.dataset.panelUrl, { source: live, swap: "none" });
+  }
 
   // A click's answer shows seats as of the version in its header. If a newer change reached
   // this page first, the answer may have put older states back: catch up from that version.

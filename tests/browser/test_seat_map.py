@@ -1,85 +1,20 @@
 """Real browsers (Debian's headless Chromium) on a real server process."""
 
-import os
 import shutil
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from django.db import connection, connections
-from playwright.sync_api import expect, sync_playwright
+from django.db import connection
+from playwright.sync_api import expect
 
 from seats import services
+from tests.browser.conftest import ARTIFACTS, customer_page, open_map
 from tests.conftest import make_event, make_user
 from tests.servers import Server, ThrowawayRedis
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing():
-    """The browsers log in to a server process, which checks passwords with the real hasher."""
-
-
-@pytest.fixture(autouse=True)
-def sync_database_calls_beside_playwright(monkeypatch):
-    # Playwright's sync API keeps an event loop running in this thread, which makes Django
-    # refuse the tests' own (plain synchronous) database calls.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
-
-
-@pytest.fixture(autouse=True)
-def close_connections_opened_beside_playwright(browser):
-    # The test's queries while Playwright runs use connections of their own context, which
-    # pytest-django does not close; an open one keeps PostgreSQL from dropping the test DB.
-    yield
-    connections.close_all()
-
-
-@pytest.fixture
-def server(tmp_path):
-    env = {"REDIS_URL": os.environ.get("REDIS_URL", ""), "REALTIME_HEARTBEAT_SECONDS": "2"}
-    started = Server(tmp_path, "web", **env).start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
-def browser():
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield launched
-        launched.close()
-
-
-def customer_page(browser, server, username):
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(f"{server.origin}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "pw-" + username)
-    page.click("form.stack-form button[type=submit]")
-    page.wait_for_url(f"{server.origin}/")
-    return page
-
-
-def open_map(page, server, event):
-    page.goto(f"{server.origin}/events/{event.pk}/")
-    expect(page.locator("#live-status")).to_have_attribute("data-status", "live")
 
 
 def test_two_customers_see_each_other_live_and_a_late_viewer_sees_the_result(
@@ -107,7 +42,7 @@ def test_two_customers_see_each_other_live_and_a_late_viewer_sees_the_result(
     expect(bob.locator("#toasts")).not_to_be_empty()
     expect(seat_on[bob]).to_have_attribute("data-state", "held")
 
-    alice.locator(".checkout-form button[type=submit]").click()
+    alice.locator("#hold-panel .panel-checkout button").click()
     alice.wait_for_url("**/bookings/*/")
     expect(alice.get_by_role("row", name=f"A B {seat.number} €40.00")).to_be_visible()
     expect(seat_on[bob]).to_have_attribute("data-state", "sold", timeout=1000)
