@@ -4,9 +4,12 @@ import asyncio
 import enum
 import json
 import logging
+from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
@@ -49,18 +52,42 @@ def _parse_version(raw: object) -> int | None:
 class SeatMapConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     """Sends a viewer every committed seat change of one event, in version order.
 
-    No per-socket channel: the process's EventFeed hands this socket the shared frame.
-    While this process cannot subscribe to the channel layer (Redis down), sockets are
-    refused, and open ones are closed with 1013; browsers reconnect and catch up.
+    No per-socket channel: the process's EventFeed hands this socket the shared frame, and
+    it is written at once, in the feed's loop over its sockets, without a task switch. A
+    socket whose connection cannot take it (its send buffer is full: a slow client) queues
+    its frames in a task of its own, so it never holds up the others, and is closed with
+    1013 when the queue passes REALTIME_SOCKET_QUEUE frames or _BYTES bytes. While this
+    process cannot subscribe to the channel layer (Redis down), sockets are refused, and
+    open ones are closed with 1013; browsers reconnect and catch up.
     """
 
     channel_layer_alias = "__no_layer_per_socket__"
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Channels' consumer loop without its per-socket costs: no task per socket to
+        receive with, and no database clean-up per message (this consumer's database work
+        runs in worker threads that clean up after themselves)."""
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        handlers = {
+            "websocket.connect": self.websocket_connect,
+            "websocket.receive": self.websocket_receive,
+            "websocket.disconnect": self.websocket_disconnect,
+        }
+        try:
+            while True:
+                message = await receive()
+                await handlers[message["type"]](message)
+        except StopConsumer:
+            pass
+
     async def connect(self) -> None:
         self.feed: EventFeed | None = None
+        # Only while frames wait for the connection (see _write_later).
         self.writer: asyncio.Task[None] | None = None
         self.closer: asyncio.Task[None] | None = None
-        self.outbox: asyncio.Queue[str] = asyncio.Queue()
+        self.outbox: deque[str] = deque()
         self.outbox_bytes = 0
         self.held_back: list[tuple[int, str]] | None = None
         self.closing = False
@@ -86,9 +113,15 @@ class SeatMapConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self.closing = True
             await self.close()
             return
+        # Read at once, on the loop: deltas relayed from here on reach held_back.
+        recent = self.feed.deltas_since(since)
         await self.accept()
-        self.writer = asyncio.create_task(self._write())
-        await self._catch_up(since)
+        if recent is not None:
+            # The feed still holds what the viewer missed (or it missed nothing): no
+            # database, and the viewer gets the deltas it would have had live.
+            self._release_held_back(*recent)
+        else:
+            await self._catch_up(since)
         self.last_resync = loop.time()
 
     async def disconnect(self, code: int) -> None:
@@ -165,15 +198,64 @@ class SeatMapConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     def _enqueue(self, frame: str) -> None:
         if self.closing:
             return
-        if self.outbox.qsize() and (
-            self.outbox.qsize() >= settings.REALTIME_SOCKET_QUEUE
+        if self.writer is None:
+            self._write_now(frame)
+            return
+        if self.outbox and (
+            len(self.outbox) >= settings.REALTIME_SOCKET_QUEUE
             or self.outbox_bytes + len(frame) > settings.REALTIME_SOCKET_QUEUE_BYTES
         ):
             # Too slow to keep up: close so it reconnects from its version and catches up.
             self._close_to_reconnect()
             return
         self.outbox_bytes += len(frame)
-        self.outbox.put_nowait(frame)
+        self.outbox.append(frame)
+
+    def _write_now(self, frame: str) -> None:
+        """Writes the frame without a task switch: the server's send is run by hand and
+        normally finishes at once (the frame goes to the connection's buffer). When it has
+        to wait instead (the buffer is full), a task finishes it, and later frames queue."""
+        sending: Coroutine[Any, Any, None] = self.base_send(
+            {"type": "websocket.send", "text": frame}
+        )
+        try:
+            waiting_on = sending.send(None)
+        except StopIteration:
+            return
+        except Exception as exc:
+            self._send_failed(exc)
+            return
+        self.writer = asyncio.create_task(self._write_later(sending, waiting_on))
+
+    async def _write_later(self, sending: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        """Finishes `sending`, which is suspended on the future `waiting_on`, then writes
+        the frames queued meanwhile, in order."""
+        try:
+            while True:
+                if isinstance(waiting_on, asyncio.Future):
+                    await asyncio.wait([waiting_on])
+                else:  # a bare yield: just let the loop run once
+                    await asyncio.sleep(0)
+                try:
+                    waiting_on = sending.send(None)
+                except StopIteration:
+                    break
+            while self.outbox:
+                frame = self.outbox.popleft()
+                self.outbox_bytes -= len(frame)
+                await self.base_send({"type": "websocket.send", "text": frame})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._send_failed(exc)
+        finally:
+            sending.close()  # a send cut off by cancellation is abandoned, not left pending
+            self.writer = None
+
+    def _send_failed(self, exc: Exception) -> None:
+        """The connection is gone (its disconnect follows) or broken: no more frames."""
+        logger.debug("Seat-map socket could not be written to (%s)", type(exc).__name__)
+        self._leave_feed()
 
     async def _catch_up(self, since: int | None) -> None:
         """Sends what the viewer missed, then the deltas that arrived meanwhile."""
@@ -189,18 +271,17 @@ class SeatMapConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self.held_back = None
             self._close_to_reconnect()
             return
-        held, self.held_back = self.held_back, None
-        if frame is not None:
+        self._release_held_back(version, [] if frame is None else [frame])
+
+    def _release_held_back(self, reached: int, frames: list[str]) -> None:
+        """Sends `frames`, which bring the viewer up to version `reached`, then the deltas
+        held back meanwhile that are newer."""
+        held, self.held_back = self.held_back or [], None
+        for frame in frames:
             self._enqueue(frame)
         for delta_version, delta_frame in held:
-            if delta_version > version:
+            if delta_version > reached:
                 self._enqueue(delta_frame)
-
-    async def _write(self) -> None:
-        while True:
-            frame = await self.outbox.get()
-            self.outbox_bytes -= len(frame)
-            await self.send(text_data=frame)
 
 
 class NoSuchSocket(AsyncWebsocketConsumer):  # type: ignore[misc]

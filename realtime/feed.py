@@ -14,6 +14,7 @@ subscribed to, and once it can, catches up from its version out of the database.
 import asyncio
 import logging
 import weakref
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -41,6 +42,11 @@ STOP_TIMEOUT = 2.0
 # After an event's feed was lost or could not start, sockets are refused this long before
 # the next attempt to subscribe, so a crowd reconnecting does not make one attempt each.
 RETRY_DELAY = 1.0
+# Delta frames a feed keeps: a socket connecting at one of these versions is brought up to
+# date from memory, not from the database. A crowd connecting during a rush would otherwise
+# queue up for database catch-ups while changes keep coming, and wait seconds for them.
+RECENT_DELTAS = 256
+VERSION_READ_TIMEOUT = 1.0
 
 
 class FeedUnavailable(Exception):
@@ -52,6 +58,10 @@ class Subscriber(Protocol):
 
     def feed_lost(self) -> None:
         """The feed stopped receiving changes and has dropped the subscriber."""
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _current_version(event_id: int) -> int | None:
@@ -66,11 +76,17 @@ class EventFeed:
         self.lost = False
         self._on_lost = on_lost
         self._ahead: dict[int, str] = {}
+        # The deltas relayed last, every version after `recent_after` up to last_version
+        # (None: not known yet, until the database's version is read at start).
+        self.recent: deque[tuple[int, str]] = deque(maxlen=RECENT_DELTAS)
+        self.recent_after: int | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
         self._channel: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._probe: tuple[str, asyncio.Future[None]] | None = None
         self._probes_sent = 0
+        # Messages received through the subscription, probes and deltas alike.
+        self.received = 0
         self._stopped = False
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.stop_handle: asyncio.TimerHandle | None = None
@@ -86,6 +102,18 @@ class EventFeed:
         self._tasks.append(asyncio.create_task(self._pump(layer, channel)))
         await layer.group_add(event_group(self.event_id), channel)
         await self._probe_once(layer, channel)
+        # Read after subscribing: every version above it reaches this feed. Without it (the
+        # database is slow or down) sockets catch up from the database, as before.
+        try:
+            async with asyncio.timeout(VERSION_READ_TIMEOUT):
+                version = await in_worker_thread(_current_version)(self.event_id)
+        except Exception as exc:
+            logger.warning(
+                "Feed of event %s could not read its version (%s)", self.event_id, _describe(exc)
+            )
+            version = None
+        if self.last_version is None and version is not None:
+            self.last_version = self.recent_after = version
         self._tasks.append(asyncio.create_task(self._heartbeat()))
         self._tasks.append(asyncio.create_task(self._watch(layer, channel)))
 
@@ -135,6 +163,7 @@ class EventFeed:
             except Exception as exc:
                 self._lose(f"receiving failed: {type(exc).__name__}: {exc}")
                 return
+            self.received += 1
             try:
                 kind = message.get("type")
                 if kind == "seat.delta":
@@ -145,16 +174,24 @@ class EventFeed:
                 logger.exception("Feed of event %s could not relay a message", self.event_id)
 
     async def _watch(self, layer: Any, channel: str) -> None:
-        """Loses the feed when a probe does not come back in time: the layer is down or
-        stuck, and changes would not come through either."""
+        """Loses the feed when a probe does not come back in time and nothing else came
+        through the subscription meanwhile: the layer is down or stuck, and changes would
+        not come through either. A probe that is merely late behind a rush of deltas (a busy
+        process works through them in order) proves nothing is wrong: closing a thousand
+        sockets then would only bring them back, to catch up, on the same busy process."""
         while True:
             await asyncio.sleep(LIVENESS_INTERVAL)
+            received = self.received
             try:
                 async with asyncio.timeout(LIVENESS_TIMEOUT):
                     await self._probe_once(layer, channel)
+            except TimeoutError:
+                if self.received > received:
+                    continue
+                self._lose("channel layer probe failed: no answer")
+                return
             except Exception as exc:
-                reason = "no answer" if isinstance(exc, TimeoutError) else type(exc).__name__
-                self._lose(f"channel layer probe failed: {reason}")
+                self._lose(f"channel layer probe failed: {type(exc).__name__}")
                 return
 
     async def _probe_once(self, layer: Any, channel: str) -> None:
@@ -185,6 +222,12 @@ class EventFeed:
         # A version at or below last_version is a duplicate or came too late: dropped.
 
     def _relay(self, version: int, frame: str) -> None:
+        if self.last_version is None or version != self.last_version + 1:
+            self.recent.clear()  # a gap (or the first delta): complete from here on
+            self.recent_after = version - 1
+        elif len(self.recent) == self.recent.maxlen:
+            self.recent_after = self.recent[0][0]
+        self.recent.append((version, frame))
         self.last_version = version
         for subscriber in tuple(self.subscribers):
             subscriber.deliver(kind=FrameKind.DELTA, version=version, frame=frame)
@@ -195,6 +238,24 @@ class EventFeed:
         if not self._ahead and self._flush_handle:
             self._flush_handle.cancel()
             self._flush_handle = None
+
+    def deltas_since(self, since: int | None) -> tuple[int, list[str]] | None:
+        """(the feed's version, the frames of every delta after version `since` up to it, in
+        order; none when `since` is that version), when this feed has relayed them all;
+        None when it has not (the viewer is further back, from nothing, or ahead of the
+        feed: the database knows).
+
+        Call it on the event loop, with the subscriber already added: deltas relayed after
+        it returns reach the subscriber."""
+        if (
+            since is None
+            or self.lost
+            or self.last_version is None
+            or self.recent_after is None
+            or not self.recent_after <= since <= self.last_version
+        ):
+            return None
+        return self.last_version, [frame for version, frame in self.recent if version > since]
 
     def _give_up_waiting(self) -> None:
         self._flush_handle = None

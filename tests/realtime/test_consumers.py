@@ -203,12 +203,28 @@ async def test_heartbeat_carries_the_database_version(settings, event, seat_ids,
     await viewer.disconnect()
 
 
+def stall_writes(consumer) -> asyncio.Event:
+    """Makes the consumer's connection take no frames (a client that stopped reading: its
+    send buffer is full) until the returned event is set."""
+    drained = asyncio.Event()
+    send = consumer.base_send
+
+    async def send_when_drained(message):
+        if message["type"] == "websocket.send":
+            await drained.wait()
+        await send(message)
+
+    consumer.base_send = send_when_drained
+    return drained
+
+
 async def test_a_socket_that_cannot_keep_up_is_closed_to_reconnect_and_catch_up(settings, event):
     settings.REALTIME_SOCKET_QUEUE = 3
     viewer, _ = await open_viewer(event.pk, event.version)
     (consumer,) = registry().feeds[event.pk].subscribers
+    stall_writes(consumer)
 
-    for version in range(1, 10):  # faster than the writer can drain: no await in between
+    for version in range(1, 10):  # none of them can be written
         consumer.deliver(kind="delta", version=version, frame="<div></div>")
 
     messages = []
@@ -220,6 +236,53 @@ async def test_a_socket_that_cannot_keep_up_is_closed_to_reconnect_and_catch_up(
     assert output["code"] == 1013
     assert sum(m["type"] == "websocket.send" for m in messages) <= 3
     assert event.pk not in registry().feeds or not registry().feeds[event.pk].subscribers
+
+
+async def test_a_stalled_socket_does_not_hold_up_the_others_and_catches_up_in_order(
+    event, seat_ids, alice
+):
+    stalled, _ = await open_viewer(event.pk, event.version)
+    (slow,) = registry().feeds[event.pk].subscribers
+    drained = stall_writes(slow)
+    others = [(await open_viewer(event.pk, event.version))[0] for _ in range(3)]
+
+    for seat_id in seat_ids[:3]:
+        await sync_to_async(services.book_seats)(
+            customer=alice, event_id=event.pk, seat_ids=[seat_id]
+        )
+    for other in others:
+        versions = [parse(await other.receive_from(timeout=2))[1] for _ in range(3)]
+        assert versions == [event.version + 1, event.version + 2, event.version + 3]
+    assert await stalled.receive_nothing(0.1)
+
+    drained.set()  # the slow client reads again: it gets every frame, in order
+    versions = [parse(await stalled.receive_from(timeout=2))[1] for _ in range(3)]
+    assert versions == [event.version + 1, event.version + 2, event.version + 3]
+    for viewer in (stalled, *others):
+        await viewer.disconnect()
+
+
+async def test_a_viewer_joining_a_live_feed_gets_the_recent_deltas_it_missed(
+    event, seat_ids, alice
+):
+    watching, _ = await open_viewer(event.pk, event.version)  # keeps the feed alive
+    for seat_id in seat_ids[:2]:
+        await sync_to_async(services.book_seats)(
+            customer=alice, event_id=event.pk, seat_ids=[seat_id]
+        )
+    for _ in range(2):
+        await watching.receive_from(timeout=2)
+
+    late, _ = await open_viewer(event.pk, event.version)
+    frames = [parse(await late.receive_from(timeout=2)) for _ in range(2)]
+    assert frames == [
+        ("delta", event.version + 1, {seat_ids[0]: "sold"}),
+        ("delta", event.version + 2, {seat_ids[1]: "sold"}),
+    ]
+    current, _ = await open_viewer(event.pk, event.version + 2)
+    assert await current.receive_nothing(0.2)  # missed nothing
+    for viewer in (watching, late, current):
+        await viewer.disconnect()
 
 
 async def test_foreign_origin_is_refused(event):
@@ -364,6 +427,26 @@ async def test_a_feed_that_loses_the_channel_layer_closes_its_sockets_until_it_i
     assert registry().feeds[event.pk] is not lost
     assert await subscriptions_to(event_group(event.pk)) == 1
     await back.disconnect()
+
+
+async def test_a_busy_feed_whose_probes_come_late_behind_deltas_is_not_lost(monkeypatch, event):
+    """A process working through a rush gets its probe late, behind the deltas: what comes
+    through shows the subscription is alive, and its viewers stay connected."""
+    monkeypatch.setattr(feed, "LIVENESS_INTERVAL", 0.05)
+    monkeypatch.setattr(feed, "LIVENESS_TIMEOUT", 0.1)
+    viewer, _ = await open_viewer(event.pk, event.version)
+    monkeypatch.setattr(feed.EventFeed, "_on_probe", lambda self, token: None)  # never back
+    layer = get_channel_layer()
+
+    for version in range(event.version + 1, event.version + 21):  # a delta every 50 ms
+        frame = f'<div id="live-version" data-kind="delta" data-version="{version}"></div>'
+        await layer.group_send(
+            event_group(event.pk), {"type": "seat.delta", "version": version, "frame": frame}
+        )
+        output = await viewer.receive_output(timeout=2)
+        assert output["type"] == "websocket.send", output  # not closed
+        await asyncio.sleep(0.05)
+    await viewer.disconnect()
 
 
 async def test_a_feed_whose_group_membership_expired_is_lost_not_deaf(monkeypatch, settings, event):
