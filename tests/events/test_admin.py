@@ -13,6 +13,8 @@ from django.utils import timezone
 
 from events.models import Event
 from seats import services
+from seats.fragments import seat_map_html
+from seats.selectors import public_seats
 from tests.admin_actions import act
 from tests.conftest import make_event
 
@@ -384,9 +386,10 @@ def test_the_preview_shows_a_drafts_map_as_customers_will_see_it(staff_client, d
     body = response.content.decode()
     for asset in ("css/site.css", "css/seatmap.css", "js/seatmap.js"):
         assert f"/static/{asset}" in body
-    # The customers' own fragment: a button per seat, placed by its x/y.
-    assert body.count('class="seat"') == 13
-    assert f'id="seat-{seat.pk}"' in body and f"--x:{seat.x};--y:{seat.y}" in body
+    # The customers' own fragment, whole: a button per seat, placed by its x/y.
+    seats = public_seats(event_id=draft_event.pk, now=timezone.now())
+    assert seat_map_html(seats) in body
+    assert body.count('name="seat"') == 13 and f'id="seat-{seat.pk}"' in body
     assert "€45.00" in body and "€120.00" in body
     legend = re.sub(r"<[^>]+>", "", body)
     assert "Wheelchair space (2)" in legend and "Companion seat (2)" in legend
