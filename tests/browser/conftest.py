@@ -37,9 +37,11 @@ def close_connections_opened_beside_playwright(browser):
 @pytest.fixture
 def server(tmp_path):
     env = {"REDIS_URL": os.environ.get("REDIS_URL", ""), "REALTIME_HEARTBEAT_SECONDS": "2"}
-    started = Server(tmp_path, "web", **env).start()
-    yield started
-    started.stop()
+    started = Server(tmp_path, "web", **env)
+    try:
+        yield started.start()
+    finally:
+        started.stop()  # also one that did not answer in time, so it holds no connections
 
 
 @pytest.fixture

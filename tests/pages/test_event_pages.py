@@ -14,7 +14,7 @@ def seat_tags(html: str) -> dict[int, str]:
     """Seat id -> the seat's <button ...> tag, as rendered."""
     return {
         int(m.group(1)): m.group(0)
-        for m in re.finditer(r'<button type="submit" name="seat" value="(\d+)"[^>]*>', html)
+        for m in re.finditer(r'<button [^>]*\bid="seat-(\d+)"[^>]*>', html)
     }
 
 
@@ -182,3 +182,133 @@ def test_the_seat_map_travels_compressed(client, venue):
 def test_there_is_no_password_reset_to_an_address_nobody_gave(client):
     assert client.get("/accounts/password_reset/").status_code == 404
     assert client.get("/accounts/login/").status_code == 200
+
+
+# --- around the map: legend, Find N seats, the panel, words --------------------------------
+
+
+def test_the_legend_names_each_tiers_sections_and_the_seat_marks_the_map_has(client, venue):
+    event = make_event(venue, on_sale=False)  # section A at €40
+    services.generate_seat_map(
+        event_id=event.pk,
+        sections=[
+            services.SectionSpec("Stalls", 2, 6, Decimal("40"), y=6, wheelchair_rows=("A",)),
+            services.SectionSpec("Balcony", 2, 6, Decimal("25"), y=10, restricted_rows=("B",)),
+        ],
+    )
+    services.set_sale_state(event_id=event.pk, sale_state=Event.SaleState.ON_SALE)
+
+    html = client.get(reverse("event-detail", args=[event.pk])).content.decode()
+
+    tiers = re.search(r'<ul class="legend legend-tiers".*?</ul>', html, re.S).group(0)
+    assert re.search(r"€25.00 <span[^>]*>· Section Balcony</span>", tiers)
+    assert re.search(r"€40.00 <span[^>]*>· Sections A, Stalls</span>", tiers)
+    marks = re.search(r'<ul class="legend legend-features".*?</ul>', html, re.S).group(0)
+    assert 'data-feature="wheelchair"' in marks and "Wheelchair space" in marks
+    assert 'data-feature="companion"' in marks and "Companion seat" in marks
+    assert 'data-feature="restricted_view"' in marks and "Restricted view" in marks
+
+
+def test_a_plain_map_has_no_seat_marks_in_its_legend(client, event):
+    html = client.get(reverse("event-detail", args=[event.pk])).content.decode()
+
+    assert "legend-features" not in html
+
+
+def test_find_seats_offers_counts_up_to_the_limit_sections_and_top_prices(client, venue):
+    event = make_event(venue, on_sale=False, max_seats_per_customer=4)
+    services.generate_seat_map(
+        event_id=event.pk, sections=[services.SectionSpec("B", 1, 4, Decimal("95"), y=5)]
+    )
+    services.set_sale_state(event_id=event.pk, sale_state=Event.SaleState.ON_SALE)
+
+    html = client.get(reverse("event-detail", args=[event.pk])).content.decode()
+
+    form = re.search(r'<form [^>]*class="find-form".*?</form>', html, re.S).group(0)
+    assert f'action="{reverse("seat-find", args=[event.pk])}"' in form
+    count = re.search(r'<select name="count".*?</select>', form, re.S).group(0)
+    assert re.findall(r'<option value="(\d+)"', count) == ["1", "2", "3", "4"]
+    assert '<option value="2" selected>' in count
+    assert '<option value="A">A · €40.00</option>' in form
+    assert '<option value="B">B · €95.00</option>' in form
+    assert '<option value="40.00">Up to €40.00</option>' in form
+    assert 'Find <span class="find-n">2</span> seat<span class="find-s">s</span>' in form
+
+
+def test_one_section_one_price_asks_only_how_many(client, event):
+    html = client.get(reverse("event-detail", args=[event.pk])).content.decode()
+
+    form = re.search(r'<form [^>]*class="find-form".*?</form>', html, re.S).group(0)
+    assert 'name="count"' in form
+    assert 'name="section"' not in form and 'name="max_price"' not in form
+
+
+def hold_panel(html: str) -> str:
+    return re.search(r'<aside id="hold-panel".*?</aside>', html, re.S).group(0)
+
+
+def test_the_panel_has_the_phone_bar_with_count_total_countdown_and_checkout(
+    client, event, seat_ids, alice
+):
+    services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:2])
+    client.force_login(alice)
+
+    panel = hold_panel(client.get(reverse("event-detail", args=[event.pk])).content.decode())
+
+    bar = re.search(r'<div class="hold-bar".*?</form>\s*</div>', panel, re.S).group(0)
+    assert '<span class="hold-bar-count">2 seats</span>' in bar
+    assert "€80.00" in bar and 'class="countdown"' in bar
+    assert f'action="{reverse("checkout", args=[event.pk])}"' in bar
+    assert "Checkout</button>" in bar
+
+
+def test_with_sales_closed_the_panel_offers_no_checkout_and_says_why(
+    client, event, seat_ids, alice
+):
+    services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1])
+    services.set_sale_state(event_id=event.pk, sale_state=Event.SaleState.CLOSED)
+    client.force_login(alice)
+
+    html = client.get(reverse("event-detail", args=[event.pk])).content.decode()
+
+    panel = hold_panel(html)
+    assert "can no longer be booked" in panel
+    assert "Checkout" not in panel and "countdown" not in panel and "hold-bar" not in panel
+    assert "Release all" in panel
+    assert '<div class="booking-layout" data-sale-state="closed">' in html
+    assert re.search(r'<span id="sale-badge" class="badge badge-closed"[^>]*>Closed</span>', html)
+    assert 'data-label-on_sale="On sale"' in html  # for live.js when sales open again
+
+
+def test_the_page_says_your_seats_and_has_a_skip_link_to_them(client, event, seat_ids, alice):
+    services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1])
+    client.force_login(alice)
+
+    html = client.get(reverse("event-detail", args=[event.pk])).content.decode()
+
+    assert '<a class="skip-link" href="#hold-panel">Skip to your seats</a>' in html
+    panel = hold_panel(html)
+    assert 'aria-label="Your seats, held for you"' in panel
+    assert "Your seats are held for you for" in panel
+    assert 'aria-label="Remove your seat: section A, row A, seat 1"' in panel
+    # Template comments never reach the page.
+    assert "{#" not in html and "#}" not in html
+
+
+@pytest.mark.parametrize(
+    ("seconds", "limit", "words"),
+    [
+        (60, 1, "Seats are held for 1 minute, then released. Up to 1 seat per customer."),
+        (600, 8, "Seats are held for 10 minutes, then released. Up to 8 seats per customer."),
+        (90, 2, "Seats are held for 1 minute 30 seconds, then released. Up to 2 seats"),
+        (3660, 2, "Seats are held for 1 hour 1 minute, then released."),
+    ],
+)
+def test_hold_rules_are_said_in_proper_words(client, venue, seconds, limit, words):
+    event = make_event(
+        venue, hold_duration=timedelta(seconds=seconds), max_seats_per_customer=limit
+    )
+
+    html = client.get(reverse("event-detail", args=[event.pk])).content.decode()
+
+    assert words in html

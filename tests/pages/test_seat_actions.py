@@ -1,9 +1,11 @@
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from events.models import Event
 from seats import services
@@ -340,3 +342,270 @@ def test_checkout_counts_against_the_booking_limit(client, event, seat_ids, alic
     assert (refused.status_code, refused["Retry-After"]) == (429, "60")
     assert not Booking.objects.exists()
     assert state(seat_ids[0]) == "held"
+
+
+def test_a_one_minute_hold_is_yours_for_the_next_1_minute(client, venue, alice):
+    event = make_event(venue, hold_duration=timedelta(minutes=1))
+    client.force_login(alice)
+
+    html = toggle(client, event, event.seats.order_by("pk").first().pk, **HTMX).content.decode()
+
+    assert "is yours for the next 1 minute." in html
+    assert "Seats are held for 1 minute, then released." in html
+
+
+def test_a_checkout_after_sales_closed_shows_one_message(client, event, seat_ids, alice):
+    hold = services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1])
+    services.set_sale_state(event_id=event.pk, sale_state=Event.SaleState.CLOSED)
+    client.force_login(alice)
+
+    response = client.post(reverse("checkout", args=[event.pk]), {"hold": hold.pk})
+
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert len(re.findall(r'class="banner ', html)) == 1
+    assert "Sales are closed." in html
+    assert not Booking.objects.exists()
+
+
+# --- Find N seats ---------------------------------------------------------------------------
+
+
+def find(client, event, htmx=True, **data):
+    return client.post(reverse("seat-find", args=[event.pk]), data, **(HTMX if htmx else {}))
+
+
+def held_by(user) -> list[Seat]:
+    return list(Seat.objects.filter(hold__customer=user, state="held").order_by("pk"))
+
+
+def test_find_holds_n_seats_side_by_side_and_answers_like_a_click(client, event, alice):
+    client.force_login(alice)
+
+    response = find(client, event, count="3")
+
+    assert response.status_code == 200
+    seats = held_by(alice)
+    assert len(seats) == 3 and len({s.row_label for s in seats}) == 1
+    numbers = [s.number for s in seats]
+    assert numbers == list(range(numbers[0], numbers[0] + 3))
+    html = response.content.decode()
+    for seat in seats:
+        assert 'data-state="held"' in oob_seat(html, seat.pk)
+        assert f'#seat-{seat.pk}[data-state="held"]' in my_seats(html)
+    row = seats[0].row_label
+    assert (
+        f"Found 3 seats together: Section A, row {row}, seats {numbers[0]}–{numbers[-1]} "
+        "are yours for the next 10 minutes." in html
+    )
+    assert f'data-seats="{" ".join(str(s.pk) for s in seats)}"' in html
+    assert "(3 seats)" in html and response["X-Seat-Version"]
+
+
+def test_find_adds_to_your_seats_and_names_only_the_new_ones(client, event, seat_ids, alice):
+    services.hold_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1])
+    client.force_login(alice)
+
+    html = find(client, event, count="1").content.decode()
+
+    assert len(held_by(alice)) == 2
+    (new,) = [s for s in held_by(alice) if s.pk != seat_ids[0]]
+    assert f"Section A, row {new.row_label}, seat {new.number} is yours" in html
+    assert "(2 seats)" in html
+
+
+def test_find_in_a_section_up_to_a_price(client, venue, alice):
+    event = make_event(venue, on_sale=False)  # A at €40
+    services.generate_seat_map(
+        event_id=event.pk,
+        sections=[
+            services.SectionSpec("B", 2, 4, Decimal("25"), y=6),
+            services.SectionSpec("C", 2, 4, Decimal("60"), y=10),
+        ],
+    )
+    services.set_sale_state(event_id=event.pk, sale_state=Event.SaleState.ON_SALE)
+    client.force_login(alice)
+
+    assert find(client, event, count="2", section="C").status_code == 200
+    assert {s.section for s in held_by(alice)} == {"C"}
+    assert find(client, event, count="2", max_price="30.00").status_code == 200
+    assert sorted(s.section for s in held_by(alice)) == ["B", "B", "C", "C"]
+
+
+def test_without_htmx_find_redirects_to_the_page_with_the_message(client, event, alice):
+    client.force_login(alice)
+
+    response = find(client, event, htmx=False, count="2")
+
+    assert response.status_code == 302 and response.url == event.get_absolute_url()
+    assert len(held_by(alice)) == 2
+    assert "Found 2 seats together" in client.get(response.url).content.decode()
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "says"),
+    [
+        ({}, 400, "Choose how many seats you want."),
+        ({"count": "zero"}, 400, "Choose how many seats you want."),
+        ({"count": "-2"}, 400, "Choose how many seats you want."),
+        ({"count": "101"}, 400, "Ask for 1 to 100 seats."),
+        ({"count": "9"}, 409, "at most 8 seats"),
+        ({"count": "5"}, 409, "No 5 seats side by side are free"),
+        ({"count": "2", "section": "Z"}, 400, "has no section &quot;Z&quot;"),
+        ({"count": "2", "max_price": "cheap"}, 400, "Choose a top price from the list."),
+        ({"count": "2", "max_price": "10.00"}, 409, "No 2 seats side by side are free"),
+    ],
+)
+@pytest.mark.parametrize("htmx", [True, False])
+def test_find_refusals_say_why_and_change_nothing(client, event, alice, data, status, says, htmx):
+    client.force_login(alice)  # the event: 3 rows of 4 seats at €40, up to 8 a customer
+    version = Event.objects.get(pk=event.pk).version
+
+    response = find(client, event, htmx=htmx, **data)
+
+    assert response.status_code == status
+    html = response.content.decode()
+    assert says in html
+    assert 'role="alert"' in html
+    assert not held_by(alice)
+    assert Event.objects.get(pk=event.pk).version == version
+
+
+def test_find_when_sales_are_closed_is_refused(client, event, alice):
+    services.set_sale_state(event_id=event.pk, sale_state=Event.SaleState.CLOSED)
+    client.force_login(alice)
+
+    response = find(client, event, count="2")
+
+    assert response.status_code == 409 and "are closed" in response.content.decode()
+    assert not held_by(alice)
+
+
+def test_find_signed_out_is_sent_to_sign_in(client, event):
+    response = find(client, event, count="2")
+
+    assert response["HX-Redirect"] == f"/accounts/login/?next=/events/{event.pk}/"
+    assert not Hold.objects.exists()
+
+
+def test_find_counts_as_a_seat_action(client, event, alice, settings, clock):
+    settings.RATE_LIMIT_SEAT_ACTIONS = [(1, 10)]
+    client.force_login(alice)
+    find(client, event, count="1")
+
+    refused = find(client, event, count="1")
+
+    assert refused.status_code == 429 and refused["Retry-After"] == "10"
+    assert len(held_by(alice)) == 1
+
+
+def test_get_on_find_is_405(client, event, alice):
+    client.force_login(alice)
+    assert client.get(reverse("seat-find", args=[event.pk])).status_code == 405
+
+
+# --- a seat clicked while signed out --------------------------------------------------------
+
+
+def sign_in(client, username, **extra):
+    return client.post(
+        "/accounts/login/", {"username": username, "password": "pw-" + username, **extra}
+    )
+
+
+def test_a_seat_clicked_signed_out_is_held_by_signing_in(client, event, seat_ids, alice):
+    toggle(client, event, seat_ids[2], **HTMX)
+    assert state(seat_ids[2]) == "available"  # nothing held for nobody
+
+    response = sign_in(client, "alice", next=event.get_absolute_url())
+
+    assert response.status_code == 302 and response.url == event.get_absolute_url()
+    seat = Seat.objects.select_related("hold").get(pk=seat_ids[2])
+    assert seat.state == "held" and seat.hold.customer == alice
+    html = client.get(response.url).content.decode()
+    assert "Section A, row A, seat 3 is yours for the next 10 minutes." in html
+    assert "Row A · Seat 3" in hold_panel_html(html)
+
+
+def hold_panel_html(html: str) -> str:
+    return re.search(r'<aside id="hold-panel".*?</aside>', html, re.S).group(0)
+
+
+def test_a_seat_clicked_signed_out_without_htmx_is_held_too(client, event, seat_ids, alice):
+    toggle(client, event, seat_ids[0])
+
+    sign_in(client, "alice")
+
+    assert state(seat_ids[0]) == "held"
+
+
+def test_a_seat_clicked_signed_out_is_held_by_signing_up(client, event, seat_ids):
+    toggle(client, event, seat_ids[1], **HTMX)
+
+    client.post(
+        "/accounts/signup/",
+        {"username": "newfan", "password1": "a-Long-pass-42", "password2": "a-Long-pass-42"},
+    )
+
+    seat = Seat.objects.select_related("hold__customer").get(pk=seat_ids[1])
+    assert seat.state == "held" and seat.hold.customer.username == "newfan"
+
+
+def test_a_seat_taken_while_signing_in_is_explained(client, event, seat_ids, alice, bob):
+    toggle(client, event, seat_ids[2], **HTMX)
+    services.book_seats(customer=bob, event_id=event.pk, seat_ids=seat_ids[2:3])
+
+    sign_in(client, "alice")
+
+    assert state(seat_ids[2]) == "sold"
+    assert not Hold.objects.filter(customer=alice).exists()
+    html = client.get(event.get_absolute_url()).content.decode()
+    assert "Section A, row A, seat 3 was taken while you signed in." in html
+    assert 'role="alert"' in html
+
+
+def test_the_remembered_seat_is_tried_once(client, event, seat_ids, alice):
+    toggle(client, event, seat_ids[2], **HTMX)
+    sign_in(client, "alice")
+    client.post(reverse("hold-release", args=[event.pk]))
+    client.post("/accounts/logout/")
+
+    sign_in(client, "alice")
+
+    assert state(seat_ids[2]) == "available"
+
+
+def test_an_old_click_is_not_held_at_a_later_sign_in(client, event, seat_ids, alice, clock):
+    toggle(client, event, seat_ids[2], **HTMX)
+    session = client.session
+    picked = session["seat_picked_signed_out"]
+    picked["at"] = (timezone.now() - timedelta(minutes=31)).isoformat()
+    session["seat_picked_signed_out"] = picked
+    session.save()
+
+    sign_in(client, "alice")
+
+    assert state(seat_ids[2]) == "available"
+    assert not Hold.objects.exists()
+
+
+def test_a_failed_sign_in_or_a_get_holds_nothing(client, event, seat_ids, alice):
+    toggle(client, event, seat_ids[2], **HTMX)
+
+    client.post("/accounts/login/", {"username": "alice", "password": "wrong"})
+    client.get("/accounts/login/")
+    client.get(event.get_absolute_url())
+
+    assert state(seat_ids[2]) == "available"
+    sign_in(client, "alice")
+    assert state(seat_ids[2]) == "held"
+
+
+def test_a_bad_or_foreign_seat_is_not_remembered(client, venue, event, alice):
+    other = make_event(venue, name="Other")
+    toggle(client, event, "abc", **HTMX)
+    toggle(client, event, other.seats.first().pk, **HTMX)
+
+    sign_in(client, "alice")
+
+    assert not Hold.objects.exists()
