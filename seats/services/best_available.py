@@ -17,7 +17,10 @@ side of it (what decides whether it strands one) are locked in the global order,
 hold_seats's, and checked again. If someone took one of them meanwhile, what the locks showed
 is learned and the next best block is tried, in a new transaction (or savepoint), a bounded
 number of times; then Busy. So two requests never get the same seat, and two blocks chosen at
-once can never strand a seat between them: their locked neighbourhoods overlap.
+once can never strand a seat between them: their locked neighbourhoods overlap. A block that
+strands a seat, or the answer that no block fits, is chosen only from a fresh read (what was
+learned since may be out of date elsewhere): seats are only taken meanwhile, which can never
+make a block appear that strands nothing, so such a block really was unavoidable.
 """
 
 import math
@@ -313,8 +316,14 @@ def hold_best_available(
     if section is not None:
         _check_section(event, section)
     plan = read_plan(event_id=event.pk, section=section, now=rules.clock(now))
+    fresh = True
     for _ in range(MAX_TRIES):
         block = plan.choose(count, max_price)
+        if (block is None or block.strands) and not fresh:
+            # What was learned since the read is only what the locks showed; whether a block
+            # can avoid leaving a seat alone, or whether none fits, is decided on a new read.
+            plan, fresh = read_plan(event_id=event.pk, section=section, now=rules.clock(now)), True
+            continue
         if block is None:
             raise NotTogether(
                 _not_together_message(count, section, max_price, plan),
@@ -324,6 +333,7 @@ def hold_best_available(
             return _hold_block(customer=customer, event=event, block=block, now=now)
         except _Taken as taken:
             plan.learn(taken.free)
+            fresh = False
     raise Busy("Seats are selling fast right now; please try again.")
 
 

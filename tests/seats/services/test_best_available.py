@@ -21,7 +21,7 @@ from seats.services.best_available import (
     most_together,
 )
 from seats.services.seat_maps import SectionSpec, seat_position
-from tests.conftest import make_event
+from tests.conftest import make_event, make_user
 from tests.pg import another_session
 from tests.seats.helpers import changes_at, version
 
@@ -390,3 +390,31 @@ def test_a_block_locked_past_the_lock_timeout_is_busy(alice, hall, settings, db_
 
     assert db_state() == before
     assert not SeatChange.objects.exists()
+
+
+def test_a_block_that_strands_a_seat_is_only_taken_on_a_fresh_read(
+    alice, bob, venue, now, monkeypatch
+):
+    """After a try fails, what the service knows of the hall beyond that block's locks is old.
+    Seats taken since can turn a row where every block strands a seat into one with a block
+    that does not (the lone seat got taken), so settling for a stranding block needs a new read.
+    """
+    event = make_event(venue, rows=2, seats_per_row=4, max_seats_per_customer=4)
+    place = {(s.row_label, s.number): s.pk for s in event.seats.all()}
+    carol, dave = make_user("carol"), make_user("dave")
+    services.book_seats(customer=dave, event_id=event.pk, seat_ids=[place["B", 4]])
+    first = best_available.read_plan(event_id=event.pk, section=None, now=now)
+    reads = iter([first])
+    real_read = best_available.read_plan
+    monkeypatch.setattr(
+        best_available, "read_plan", lambda **kwargs: next(reads, None) or real_read(**kwargs)
+    )
+    # After the read: the block it would choose (A 1-2) loses seat 1, and row B, "...x" when
+    # read (every pair strands one), becomes "x..x", whose 2-3 strands nothing.
+    services.hold_seats(customer=bob, event_id=event.pk, seat_ids=[place["A", 1]], now=now)
+    services.hold_seats(customer=carol, event_id=event.pk, seat_ids=[place["B", 1]], now=now)
+
+    hold = services.hold_best_available(customer=alice, event_id=event.pk, count=2, now=now)
+
+    # Not A 2-3 or 3-4, which the old read would settle for, each leaving one seat alone.
+    assert held_places(hold) == [("A", "B", 2), ("A", "B", 3)]
