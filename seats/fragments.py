@@ -4,6 +4,9 @@ Rendered in Python rather than a template include because a 5,000-seat map rende
 5,000 times per page.
 """
 
+import functools
+import html
+import math
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import TypedDict
@@ -11,29 +14,63 @@ from typing import TypedDict
 from django.conf import settings
 from django.utils.html import escape
 
-from .models import SeatState, seat_place
+from .models import SeatFeature, SeatState, seat_place
 from .payloads import PublicSeat, SeatCounts
 
 _ACTIONABLE = {SeatState.AVAILABLE, SeatState.HELD}
 
+# Plan units: a seat's x/y are in seat widths; the page draws one seat width as --u pixels at
+# zoom 1 (seatmap.css). Labels sit one seat width beyond a row's end seats.
+_LABEL_GAP = 1.0
+_SECTION_MARGIN = 0.75  # around a section's seats and labels, for its overview region
+_STAGE_DEPTH = 3.0
+
 
 def seat_name(seat: PublicSeat) -> str:
-    price = Decimal(seat["price"])
+    """The seat's accessible name: place, price, features, state.
+
+    "Section A, row 3, seat 12, €40.00, wheelchair space, available". The state is the
+    public one; a viewer's own held seats are renamed "yours" by seatmap.js, since this
+    fragment is the same for every viewer.
+    """
     place = seat_place(seat["section"], seat["row"], seat["number"])
-    return f"{place}, {settings.BOOKING_CURRENCY_SYMBOL}{price:.2f}, {seat['state']}"
+    features = "".join(f", {_FEATURE_LABELS[code]}" for code in seat["features"])
+    return f"{place}, {_price_text(seat['price'])}{features}, {seat['state']}"
+
+
+@functools.lru_cache(maxsize=256)
+def _price_text(price: str) -> str:
+    return f"{settings.BOOKING_CURRENCY_SYMBOL}{Decimal(price):.2f}"
+
+
+_FEATURE_LABELS = {str(code): str(label) for code, label in SeatFeature.choices}
+# One letter per feature in data-f, so a 20,000-seat map carries a few bytes per featured seat.
+_FEATURE_MARKS: dict[str, str] = {
+    SeatFeature.WHEELCHAIR: "w",
+    SeatFeature.COMPANION: "c",
+    SeatFeature.RESTRICTED_VIEW: "r",
+}
+
+
+def _num(value: float) -> str:
+    """A plan coordinate, short: 3 -> "3", 2.5 -> "2.5", 1/3 -> "0.33"."""
+    return f"{round(value, 2):g}"
 
 
 def seat_html(seat: PublicSeat, *, oob: bool = False) -> str:
-    """One seat as a button of the seat-map form."""
+    """One seat as a button of the seat-map form, placed at its x/y on the plan."""
     state = seat["state"]
     disabled = "" if state in _ACTIONABLE else ' aria-disabled="true"'
     swap = ' hx-swap-oob="true"' if oob else ""
-    name = escape(seat_name(seat))
+    marks = "".join(_FEATURE_MARKS[code] for code in seat["features"])
+    features = f' data-f="{marks}"' if marks else ""
+    # html.escape: the same escaping as Django's, without its SafeString work, 20,000 times.
     return (
-        f'<button type="submit" name="seat" value="{seat["id"]}" id="seat-{seat["id"]}" '
-        f'class="seat" data-state="{state}" data-price="{escape(seat["price"])}" '
-        f'style="--x:{seat["x"]};--y:{seat["y"]}" aria-label="{name}" title="{name}"'
-        f"{disabled}{swap}>{seat['number']}</button>"
+        f'<button name="seat" value="{seat["id"]}" id="seat-{seat["id"]}" '
+        f'class="seat" data-state="{state}" data-price="{html.escape(seat["price"])}"{features} '
+        f'style="--x:{_num(seat["x"])};--y:{_num(seat["y"])}" '
+        f'aria-label="{html.escape(seat_name(seat))}" tabindex="-1"{disabled}{swap}>'
+        f"{seat['number']}</button>"
     )
 
 
@@ -47,40 +84,153 @@ def counts_html(counts: SeatCounts, *, oob: bool = False) -> str:
     return f'<ul id="seat-counts" class="counts" aria-live="off"{swap}>{items}</ul>'
 
 
+class _Box:
+    """A rectangle on the plan, grown to hold points."""
+
+    def __init__(self) -> None:
+        self.left = self.top = math.inf
+        self.right = self.bottom = -math.inf
+
+    def add(self, x: float, y: float, pad: float = 0.5) -> None:
+        self.left, self.right = min(self.left, x - pad), max(self.right, x + pad)
+        self.top, self.bottom = min(self.top, y - pad), max(self.bottom, y + pad)
+
+    def grow(self, by: float) -> None:
+        self.left, self.top, self.right, self.bottom = (
+            self.left - by,
+            self.top - by,
+            self.right + by,
+            self.bottom + by,
+        )
+
+    def style(self, prefix: str = "") -> str:
+        p = prefix
+        return (
+            f"--{p}l:{_num(self.left)};--{p}t:{_num(self.top)};"
+            f"--{p}w:{_num(self.right - self.left)};--{p}h:{_num(self.bottom - self.top)}"
+        )
+
+
+def _row_ends(row: list[PublicSeat]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Where a row's two labels go: one seat width beyond its first and its last seat, along
+    the row (so they continue a curved or angled row and never sit on a seat)."""
+    first, last = row[0], row[-1]
+    if len(row) > 1:
+        after_first, before_last = row[1], row[-2]
+        dx, dy = first["x"] - after_first["x"], first["y"] - after_first["y"]
+        ex, ey = last["x"] - before_last["x"], last["y"] - before_last["y"]
+    else:
+        dx, dy, ex, ey = -1.0, 0.0, 1.0, 0.0
+    start_len, end_len = math.hypot(dx, dy) or 1.0, math.hypot(ex, ey) or 1.0
+    return (
+        (first["x"] + dx / start_len * _LABEL_GAP, first["y"] + dy / start_len * _LABEL_GAP),
+        (last["x"] + ex / end_len * _LABEL_GAP, last["y"] + ey / end_len * _LABEL_GAP),
+    )
+
+
+def _centre(seats: list[PublicSeat]) -> tuple[float, float]:
+    return (
+        sum(s["x"] for s in seats) / len(seats),
+        sum(s["y"] for s in seats) / len(seats),
+    )
+
+
+def _price_label(prices: list[Decimal]) -> str:
+    low, high = min(prices), max(prices)
+    symbol = settings.BOOKING_CURRENCY_SYMBOL
+    return f"{symbol}{low:.2f}" if low == high else f"{symbol}{low:.2f}–{symbol}{high:.2f}"
+
+
+def _section_html(index: int, section: str, members: list[PublicSeat], plan: _Box) -> str:
+    rows: dict[str, list[PublicSeat]] = {}
+    for seat in members:
+        rows.setdefault(seat["row"], []).append(seat)
+    box = _Box()
+    row_parts = []
+    for name, row in rows.items():
+        row.sort(key=lambda s: s["number"])
+        for seat in row:
+            box.add(seat["x"], seat["y"])
+        # Screen readers get the row from each seat's name; the labels are for the eye.
+        labels = []
+        for x, y in _row_ends(row):
+            box.add(x, y)
+            labels.append(
+                f'<span class="rl" style="--x:{_num(x)};--y:{_num(y)}">{escape(name)}</span>'
+            )
+        row_parts.append(
+            f'<div class="row">{labels[0]}{"".join(seat_html(s) for s in row)}{labels[1]}</div>'
+        )
+    # The name goes behind the back row, away from the stage, clear of the seats however
+    # the section is turned (the text stays level).
+    ordered = list(rows.values())
+    front, back = ordered[0], ordered[-1]
+    (fx, fy), (bx, by) = _centre(front), _centre(back)
+    away = math.hypot(bx - fx, by - fy)
+    ux, uy = ((bx - fx) / away, (by - fy) / away) if away > 0.5 else (0.0, 1.0)
+    half_width = 0.25 * len(f"Section {section}") + 0.3
+    clear = 1.1 + abs(ux) * half_width + abs(uy) * 0.1
+    name_x, name_y = bx + ux * clear, by + uy * clear
+    box.add(name_x - half_width, name_y, pad=0.5)
+    box.add(name_x + half_width, name_y, pad=0.5)
+    box.grow(_SECTION_MARGIN)
+    plan.add(box.left, box.top, pad=0)
+    plan.add(box.right, box.bottom, pad=0)
+
+    prices = [Decimal(s["price"]) for s in members]
+    tier = max(set(prices), key=prices.count)
+    free = sum(1 for s in members if s["state"] == SeatState.AVAILABLE)
+    title = f"Section {escape(section)}"
+    return (
+        f'<div class="sec" role="group" aria-labelledby="sec-{index}" data-sec="{index}" '
+        f'style="{box.style()}">'
+        f'<div class="zone" data-price="{tier:.2f}" aria-hidden="true">'
+        f'<span class="zone-name">{title}</span>'
+        f'<span class="zone-price">{escape(_price_label(prices))}</span>'
+        f'<span class="zone-free"><b>{free:,}</b> free</span></div>'
+        f'<h3 class="sec-name" id="sec-{index}" style="--x:{_num(name_x)};--y:{_num(name_y)}">'
+        f"{title}</h3>"
+        f"{''.join(row_parts)}</div>"
+    )
+
+
 def seat_map_html(seats: list[PublicSeat], *, oob: bool = False) -> str:
-    """The whole map: one labelled group per section (in order of first appearance), each a
-    grid of seat_html() buttons placed by their x/y, with row labels beside it.
+    """The whole venue plan: the stage at (0, 0), then per section (in order of first
+    appearance) a labelled group holding its overview region (name, price, free seats), its
+    name behind the back row, and its rows: each row's seat_html() buttons between two row
+    labels placed one seat width beyond the row's ends. Everything is placed by plan
+    coordinates in CSS custom properties; seatmap.css and seatmap.js draw and zoom it.
 
     Identical for every viewer, so the realtime layer can push it to resync a page.
     """
+    swap = ' hx-swap-oob="true"' if oob else ""
+    if not seats:
+        return (
+            f'<div id="seat-map" class="seat-map seat-map-empty"{swap}>'
+            f'<p class="map-empty">This event has no seats yet.</p></div>'
+        )
     sections: dict[str, list[PublicSeat]] = {}
     for seat in seats:
         sections.setdefault(seat["section"], []).append(seat)
-    parts = []
-    for index, (section, members) in enumerate(sections.items(), start=1):
-        cols = max(s["x"] for s in members)
-        rows = max(s["y"] for s in members)
-        row_names: dict[float, str] = {}
-        for s in members:
-            row_names.setdefault(s["y"], s["row"])
-        # Screen readers get the row from each seat's name; the labels are for the eye.
-        labels = "".join(
-            f'<span class="row-label" style="--y:{y}" aria-hidden="true">{escape(name)}</span>'
-            for y, name in sorted(row_names.items())
-        )
-        buttons = "".join(seat_html(s) for s in members)
-        parts.append(
-            f'<div class="map-section" role="group" aria-labelledby="map-section-{index}">'
-            f'<h3 class="map-section-name" id="map-section-{index}">Section {escape(section)}</h3>'
-            f'<div class="map-section-body" style="--cols:{cols};--rows:{rows}">'
-            f'<div class="row-labels">{labels}</div>'
-            f'<div class="seat-grid">{buttons}</div>'
-            f"</div></div>"
-        )
-    if not parts:
-        parts.append('<p class="map-empty">This event has no seats yet.</p>')
-    swap = ' hx-swap-oob="true"' if oob else ""
-    return f'<div id="seat-map" class="seat-map"{swap}>{"".join(parts)}</div>'
+    plan = _Box()
+    parts = [
+        _section_html(index, section, members, plan)
+        for index, (section, members) in enumerate(sections.items(), start=1)
+    ]
+    # The stage: its front edge on y = 0, centred on x = 0, as wide as the middle of the hall.
+    half = max(4.0, min(abs(plan.left), abs(plan.right)) * 0.6)
+    stage = _Box()
+    stage.add(-half, -_STAGE_DEPTH, pad=0)
+    stage.add(half, 0, pad=0)
+    plan.add(stage.left, stage.top, pad=0)
+    plan.add(stage.right, stage.bottom, pad=0)
+    plan.grow(1.0)
+    return (
+        f'<div id="seat-map" class="seat-map" style="{plan.style("p")}"{swap}>'
+        f'<div class="map-view"><div class="plan">'
+        f'<div class="stage" style="{stage.style()}" aria-hidden="true"><span>Stage</span></div>'
+        f"{''.join(parts)}</div></div></div>"
+    )
 
 
 def my_seats_style(seat_ids: Iterable[int], *, oob: bool = False) -> str:
@@ -89,10 +239,13 @@ def my_seats_style(seat_ids: Iterable[int], *, oob: bool = False) -> str:
     Keyed on the seat ids and data-state="held", so a broadcast that re-renders one of those
     seats still looks "mine" while it is held, and stops as soon as it is sold or freed.
     """
-    selectors = ",".join(f'#seat-{int(pk)}[data-state="held"]' for pk in sorted(seat_ids))
+    ids = sorted(int(pk) for pk in seat_ids)
+    selectors = ",".join(f'#seat-{pk}[data-state="held"]' for pk in ids)
     rule = f"{selectors}{{{_MINE_RULE}}}" if selectors else ""
     swap = ' hx-swap-oob="true"' if oob else ""
-    return f'<style id="my-seats"{swap}>{rule}</style>'
+    # data-seats: seatmap.js names these seats "yours" rather than "held".
+    listed = ",".join(str(pk) for pk in ids)
+    return f'<style id="my-seats" data-seats="{listed}"{swap}>{rule}</style>'
 
 
 _MINE_RULE = (
@@ -130,12 +283,28 @@ def price_tiers(seats: list[PublicSeat]) -> list[PriceTier]:
     ]
 
 
+def _mix(colour: str, share: float, other: str) -> str:
+    """`share` of `colour` mixed with `other` (both #rrggbb), as #rrggbb."""
+    a = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+    b = [int(other[i : i + 2], 16) for i in (1, 3, 5)]
+    mixed = (round(x * share + y * (1 - share)) for x, y in zip(a, b, strict=True))
+    return "#" + "".join(f"{value:02x}" for value in mixed)
+
+
 def tier_style(tiers: list[PriceTier]) -> str:
-    """CSS giving each price tier's seats their colour via data-price (same fragments for all)."""
-    rules = "".join(
-        f'.seat[data-price="{escape(t["key"])}"]{{--tier:{t["colour"]}}}' for t in tiers
-    )
-    return f'<style id="price-tiers">{rules}</style>'
+    """CSS giving each price tier's seats and overview regions their colour via data-price
+    (the same fragments for all). A seat's colours are plain values, not var()/color-mix():
+    every seat has its own inline position, so the browser styles each one from scratch, and
+    plain values keep that cheap on a 20,000-seat map."""
+    rules = []
+    for t in tiers:
+        key, colour = escape(t["key"]), t["colour"]
+        rules.append(
+            f'.seat[data-price="{key}"]{{--tier:{colour};border-color:{colour};'
+            f"background:{_mix(colour, 0.13, '#ffffff')};color:{_mix(colour, 0.75, '#000000')}}}"
+            f'.zone[data-price="{key}"]{{--tier:{colour}}}'
+        )
+    return f'<style id="price-tiers">{"".join(rules)}</style>'
 
 
 _SALE_BANNERS = {
