@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import BooleanField, Case, Value, When
 
@@ -338,20 +339,27 @@ def hold_best_available(
 
 
 def _check_section(event: Event, section: str) -> None:
-    names = sorted(set(Seat.objects.filter(event_id=event.pk).values_list("section", flat=True)))
-    if section not in names:
-        raise InvalidRequest(
-            f'{event.name} has no section "{section}"; its sections are {", ".join(names)}.'
-        )
+    if Seat.objects.filter(event_id=event.pk, section=section).exists():
+        return
+    names = list(
+        Seat.objects.filter(event_id=event.pk)
+        .order_by("section")
+        .values_list("section", flat=True)
+        .distinct()
+    )
+    raise InvalidRequest(
+        f'{event.name} has no section "{section}"; its sections are {", ".join(names)}.'
+    )
 
 
 def _not_together_message(
     count: int, section: str | None, max_price: Decimal | None, plan: Plan
 ) -> str:
     where = f" in section {section}" if section is not None else ""
-    price = f" at {max_price} or less" if max_price is not None else ""
+    symbol = settings.BOOKING_CURRENCY_SYMBOL
+    price = f" at {symbol}{max_price} or less" if max_price is not None else ""
     most = most_together(plan.rows.values(), max_price)
-    have = "none are free" if most == 0 else f"at most {most} are"
+    have = {0: "no seat is", 1: "only single seats are"}.get(most, f"at most {most} are")
     return f"No {count} seats side by side are free{where}{price}; {have}."
 
 

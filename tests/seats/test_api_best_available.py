@@ -73,6 +73,9 @@ def test_section_and_max_price_are_passed_on(alice_client, venue):
 
     assert cheap.status_code == 201
     assert (dear.status_code, dear.json()["together"]) == (409, 0)
+    assert dear.json()["error"] == (
+        "No 2 seats side by side are free at €29.99 or less; no seat is."
+    )
     assert (elsewhere.status_code, elsewhere.json()["code"]) == (400, "invalid")
     assert 'no section "B"; its sections are A' in elsewhere.json()["error"]
 

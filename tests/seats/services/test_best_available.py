@@ -418,3 +418,15 @@ def test_a_block_that_strands_a_seat_is_only_taken_on_a_fresh_read(
 
     # Not A 2-3 or 3-4, which the old read would settle for, each leaving one seat alone.
     assert held_places(hold) == [("A", "B", 2), ("A", "B", 3)]
+
+
+def test_the_refusal_says_when_only_single_seats_are_left(alice, bob, venue, now):
+    event = make_event(venue, rows=1, seats_per_row=3)
+    middle = event.seats.get(number=2)
+    services.hold_seats(customer=bob, event_id=event.pk, seat_ids=[middle.pk], now=now)
+
+    with pytest.raises(NotTogether) as raised:
+        services.hold_best_available(customer=alice, event_id=event.pk, count=2, now=now)
+
+    assert raised.value.message == "No 2 seats side by side are free; only single seats are."
+    assert raised.value.together == 1
