@@ -112,6 +112,7 @@ def test_phone_has_a_checkout_bar_in_view_and_one_scroll(server, browser, venue)
     assert nested == []
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "event-page-phone.png"))
+    page.screenshot(path=str(ARTIFACTS / "event-page-phone-full.png"), full_page=True)
 
     checkout.tap()
     page.wait_for_url("**/bookings/*/")
@@ -298,3 +299,16 @@ def test_legend_names_tiers_sections_and_seat_marks(server, browser, venue):
     marks = page.get_by_role("list", name="Seat marks").first
     expect(marks).to_contain_text("Wheelchair space")
     expect(marks).to_contain_text("Restricted view")
+
+
+def test_a_double_click_on_find_finds_seats_once(server, browser, venue):
+    make_user("lou")
+    event = make_event(venue, rows=3, seats_per_row=6)
+    page = customer_page(browser, server, "lou")
+    open_map(page, server, event)
+
+    page.locator(".find-submit").dblclick()
+
+    expect(page.locator("#hold-panel .held-seat")).to_have_count(2)
+    page.wait_for_timeout(500)
+    assert event.seats.filter(state="held").count() == 2
