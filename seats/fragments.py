@@ -39,8 +39,13 @@ def seat_name(seat: PublicSeat) -> str:
 
 
 @functools.lru_cache(maxsize=256)
+def _price_key(price: str) -> str:
+    """A price as data-price and tier_style write it: "40" -> "40.00"."""
+    return html.escape(f"{Decimal(price):.2f}")
+
+
 def _price_text(price: str) -> str:
-    return f"{settings.BOOKING_CURRENCY_SYMBOL}{Decimal(price):.2f}"
+    return f"{settings.BOOKING_CURRENCY_SYMBOL}{_price_key(price)}"
 
 
 _FEATURE_LABELS = {str(code): str(label) for code, label in SeatFeature.choices}
@@ -67,7 +72,7 @@ def seat_html(seat: PublicSeat, *, oob: bool = False) -> str:
     # html.escape: the same escaping as Django's, without its SafeString work, 20,000 times.
     return (
         f'<button name="seat" value="{seat["id"]}" id="seat-{seat["id"]}" '
-        f'class="seat" data-state="{state}" data-price="{html.escape(seat["price"])}"{features} '
+        f'class="seat" data-state="{state}" data-price="{_price_key(seat["price"])}"{features} '
         f'style="--x:{_num(seat["x"])};--y:{_num(seat["y"])}" '
         f'aria-label="{html.escape(seat_name(seat))}" tabindex="-1"{disabled}{swap}>'
         f"{seat['number']}</button>"
