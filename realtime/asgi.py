@@ -10,6 +10,7 @@ from channels.auth import get_user
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import OriginValidator
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.http.cookie import parse_cookie
 from django.utils.module_loading import import_string
 
@@ -63,9 +64,14 @@ class SessionUserMiddleware:
         header = dict(scope.get("headers", ())).get(b"cookie", b"")
         cookies = parse_cookie(header.decode("latin-1"))
         store = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
-        scope = {**scope, "session": store(cookies.get(settings.SESSION_COOKIE_NAME))}
-        scope["user"] = await get_user(scope)
-        await self.app(scope, receive, send)
+        session_key = cookies.get(settings.SESSION_COOKIE_NAME)
+        if session_key:
+            user = await get_user({"session": store(session_key)})
+        else:  # no session, nobody logged in: no trip to a thread and the session store
+            user = AnonymousUser()
+        # The session itself is not kept: a seat-map socket never changes it, and every open
+        # socket would hold one.
+        await self.app({**scope, "user": user}, receive, send)
 
 
 class Lifespan:

@@ -84,11 +84,12 @@ class SeatMapConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def connect(self) -> None:
         self.feed: EventFeed | None = None
-        # Only while frames wait for the connection (see _write_later).
+        # Only while frames wait for the connection (see _write_later): most sockets never
+        # need them, and a thousand idle ones should not pay for them.
         self.writer: asyncio.Task[None] | None = None
-        self.closer: asyncio.Task[None] | None = None
-        self.outbox: deque[str] = deque()
+        self.outbox: deque[str] | None = None
         self.outbox_bytes = 0
+        self.closer: asyncio.Task[None] | None = None
         self.held_back: list[tuple[int, str]] | None = None
         self.closing = False
         self.resync_from: ResyncFrom = Resync.NONE_ASKED
@@ -198,7 +199,7 @@ class SeatMapConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
     def _enqueue(self, frame: str) -> None:
         if self.closing:
             return
-        if self.writer is None:
+        if self.writer is None or self.outbox is None:
             self._write_now(frame)
             return
         if self.outbox and (
@@ -225,6 +226,7 @@ class SeatMapConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         except Exception as exc:
             self._send_failed(exc)
             return
+        self.outbox = deque()
         self.writer = asyncio.create_task(self._write_later(sending, waiting_on))
 
     async def _write_later(self, sending: Coroutine[Any, Any, None], waiting_on: Any) -> None:
@@ -250,7 +252,7 @@ class SeatMapConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self._send_failed(exc)
         finally:
             sending.close()  # a send cut off by cancellation is abandoned, not left pending
-            self.writer = None
+            self.writer, self.outbox, self.outbox_bytes = None, None, 0
 
     def _send_failed(self, exc: Exception) -> None:
         """The connection is gone (its disconnect follows) or broken: no more frames."""
