@@ -58,6 +58,15 @@ def rss_bytes(pid: int) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time the process has used, or None if it is gone."""
+    try:
+        fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class MemoryWatch:
     """Samples the summed RSS of the given processes; keeps first, peak and last."""
 
@@ -66,6 +75,21 @@ class MemoryWatch:
         self.first: int | None = None
         self.peak: int | None = None
         self.last: int | None = None
+        # CPU seconds of the processes at mark_load_start(), and used from then to mark_load_end().
+        self.cpu_at_start: float | None = None
+        self.cpu_used: float | None = None
+
+    def _cpu(self) -> float | None:
+        values = [v for v in (cpu_seconds(pid) for pid in self.pids) if v is not None]
+        return sum(values) if values else None
+
+    def mark_load_start(self) -> None:
+        self.cpu_at_start = self._cpu()
+
+    def mark_load_end(self) -> None:
+        now = self._cpu()
+        if now is not None and self.cpu_at_start is not None:
+            self.cpu_used = now - self.cpu_at_start
 
     def sample(self) -> None:
         values = [v for v in (rss_bytes(pid) for pid in self.pids) if v is not None]
@@ -89,4 +113,5 @@ class MemoryWatch:
             "rss_mb_start": mb(self.first),
             "rss_mb_peak": mb(self.peak),
             "rss_mb_end": mb(self.last),
+            "cpu_seconds_load": None if self.cpu_used is None else round(self.cpu_used, 2),
         }

@@ -252,6 +252,7 @@ class Run:
             loop.add_signal_handler(signal.SIGINT, interrupted)
         try:
             self.ledger.timeline = Timeline(clock())
+            self.memory.mark_load_start()
             self.load_started = clock()
             driver = asyncio.create_task(self.load.drive(hot, all_free))
             done, _ = await asyncio.wait({driver}, timeout=self.config.duration)
@@ -330,6 +331,7 @@ async def run_load(config: Config) -> RunResult:
         settle_started = clock()
         final_version, truth = await run.settle(api)
         settle_seconds = clock() - settle_started
+        run.memory.mark_load_end()
         run.memory.sample()
         run.finishing.set()
         await background.pop()  # the last status request answered

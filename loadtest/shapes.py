@@ -100,6 +100,9 @@ class ServerMemory(TypedDict):
     rss_mb_start: float | None
     rss_mb_peak: float | None
     rss_mb_end: float | None
+    # CPU time the server processes used from the start of the load until every viewer
+    # had caught up (None where /proc cannot tell).
+    cpu_seconds_load: float | None
 
 
 class TimelineRow(TypedDict):

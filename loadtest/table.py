@@ -49,6 +49,18 @@ def fmt(value: float | None, unit: str = "") -> str:
     return f"{value:,}{unit}"
 
 
+def cpu_line(report: Report) -> str:
+    """Server CPU seconds from the start of the load until the viewers caught up, and per
+    thousand frames delivered."""
+    mem = report["server_memory"]
+    seconds = mem["cpu_seconds_load"] if mem else None
+    if seconds is None:
+        return "unknown (remote server)"
+    delivered = report["change_to_viewer"]["delivered"]
+    per_k = f", {seconds / delivered * 1e6:.1f} ms per 1,000 deliveries" if delivered else ""
+    return f"{seconds} s{per_k}"
+
+
 def table(report: Report) -> str:
     """The human summary printed at the end of a run."""
     b, h, c, v = report["bookings"], report["holds"], report["change_to_viewer"], report["viewers"]
@@ -109,6 +121,7 @@ def table(report: Report) -> str:
             if mem
             else "unknown (remote server)",
         ),
+        ("server CPU during the load", cpu_line(report)),
         (
             "double-booked seats",
             str(ver["double_booked_seats"] or "none")

@@ -64,6 +64,7 @@ def test_rush_sells_every_hot_seat_once_and_every_viewer_sees_it(sqlite_server, 
     versions = report["versions"]["final"] - report["versions"]["start"]
     assert viewers["frames"]["min"] >= versions
     assert report["server_memory"]["rss_mb_peak"] > 0
+    assert report["server_memory"]["cpu_seconds_load"] > 0  # the server's work, measured
 
     # The rush ended because the seats ran out, long before --duration, and says so.
     stopped = report["stopped"]
