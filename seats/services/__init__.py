@@ -7,7 +7,14 @@ subclasses, which views turn into 4xx/503 answers; a service that raises has cha
 """
 
 from ..parsing import MAX_SEATS_PER_REQUEST, clean_seat_ids
-from .best_available import BestAvailable, NotTogether, hold_best_available, parse_best_available
+from .best_available import (
+    BestAvailable,
+    BestHeld,
+    NotTogether,
+    hold_best_available,
+    hold_best_available_groups,
+    parse_best_available,
+)
 from .bookings import book_seats, cancel_booking
 from .holds import Toggled, expire_holds, hold_seats, release_hold, toggle_seat
 from .seat_maps import SectionSpec, generate_seat_map, row_label
@@ -16,6 +23,7 @@ from .staff import block_seats, set_sale_state, unblock_seats
 __all__ = [
     "MAX_SEATS_PER_REQUEST",
     "BestAvailable",
+    "BestHeld",
     "NotTogether",
     "SectionSpec",
     "Toggled",
@@ -26,6 +34,7 @@ __all__ = [
     "expire_holds",
     "generate_seat_map",
     "hold_best_available",
+    "hold_best_available_groups",
     "hold_seats",
     "parse_best_available",
     "release_hold",

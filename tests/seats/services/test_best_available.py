@@ -3,6 +3,7 @@
 import math
 from datetime import timedelta
 from decimal import Decimal
+from itertools import combinations
 
 import pytest
 from hypothesis import given
@@ -18,6 +19,8 @@ from seats.services.best_available import (
     NotTogether,
     PlanSeat,
     choose_block,
+    choose_split,
+    fewest_groups,
     most_together,
 )
 from seats.services.seat_maps import SectionSpec, seat_position
@@ -211,6 +214,179 @@ def test_property_the_choice_is_free_adjacent_and_strands_only_when_unavoidable(
 
     closest = min(distance(rr, at) for strands, rr, at in options if strands == fewest)
     assert distance(r, start) == pytest.approx(closest, abs=1e-5)
+
+
+# --- splitting: when no block fits, groups side by side within one section -----------------
+
+
+def groups_of(split) -> list[tuple[str, list[int]]]:
+    return [(g[0].row, [s.number for s in g]) for g in split.groups]
+
+
+def test_split_takes_the_fewest_groups_each_stranding_nothing():
+    # Six wanted, four at most together. Three pairs of row A would do; two groups do too:
+    # all of B 1-4 and a pair of A, each leaving no seat alone (B 6-8 with one of B 1-4's
+    # neighbours, or three of B 1-4, would each leave one).
+    rows = [row("..x..x..", y=1.0), row("....x...", label="B", y=2.0)]
+
+    split = choose_split(rows, 6)
+
+    assert fewest_groups(rows, 6) == 2
+    assert groups_of(split) == [("A", [4, 5]), ("B", [1, 2, 3, 4])]
+    assert (split.rows_between, split.strands) == (0, 0)
+
+
+def test_split_prefers_groups_in_adjacent_rows_to_closer_ones_with_a_row_between():
+    # Pairs at A 3-4, C 6-7 and D 3-4; row B is full. A and C are closest to the stage but
+    # have B between them; C and D are one behind the other.
+    rows = [
+        row("xx..xxxx", y=1.0),
+        row("xxxxxxxx", label="B", y=2.0),
+        row("xxxxx..x", label="C", y=3.0),
+        row("xx..xxxx", label="D", y=4.0),
+    ]
+
+    split = choose_split(rows, 4)
+
+    assert groups_of(split) == [("C", [6, 7]), ("D", [3, 4])]
+    assert split.rows_between == 0
+
+
+def test_split_groups_are_in_one_row_when_that_is_best():
+    # One row with a sold seat in the middle: the two halves are the two groups.
+    split = choose_split([row("..x..")], 4)
+
+    assert groups_of(split) == [("A", [1, 2]), ("A", [4, 5])]
+    assert split.strands == 0
+
+
+def test_split_avoids_stranding_rather_than_split_evenly():
+    # Four of "...x...": 2+2 leaves a seat alone on each side; 3+1, the one beside the sold
+    # seat or at the row's end, leaves none.
+    split = choose_split([row("...x...")], 4)
+
+    assert split.strands == 0
+    assert groups_of(split) in (
+        [("A", [1, 2, 3]), ("A", [5])],
+        [("A", [3]), ("A", [5, 6, 7])],
+    )
+
+
+def test_split_counts_a_seat_left_alone_between_two_of_its_groups():
+    # Stalls A: seat 3 is free but too dear. Taking 1-2 and 4-5 leaves it alone between
+    # them, though neither pair does by itself; the Circle's pairs, farther back, leave
+    # nothing alone.
+    front = row(".....", y=1.0, prices={3: "90.00"}, section="Stalls")
+    back = row("..x..", y=3.0, section="Circle")
+
+    split = choose_split([front, back], 4, max_price=Decimal("50.00"))
+
+    assert groups_of(split) == [("A", [1, 2]), ("A", [4, 5])]
+    assert split.groups[0][0].section == "Circle"
+    assert split.strands == 0
+    only_front = choose_split([front], 4, max_price=Decimal("50.00"))
+    assert only_front.strands == 1
+
+
+def test_split_stays_within_one_section_and_prefers_one_that_needs_fewer_groups():
+    # Stalls (in front) has 4 free but only as singles; Circle, behind, has them as 2+2.
+    stalls = row(".x.x.x.", section="Stalls", y=1.0)
+    circle = [
+        row("x..x", section="Circle", y=5.0),
+        row("x..x", label="B", section="Circle", y=6.0),
+    ]
+
+    split = choose_split([stalls, *circle], 4)
+
+    assert {s.section for g in split.groups for s in g} == {"Circle"}
+    assert len(split.groups) == 2
+    # Never some seats in one section and the rest in another: 3 + 3 free is not 5.
+    halves = [row("...", section="Stalls"), row("...", section="Circle", y=5.0)]
+    assert choose_split(halves, 5) is None
+    assert fewest_groups(halves[:1], 5) is None
+
+
+def test_split_leaves_out_seats_above_max_price():
+    seats = row("......", prices={1: "90.00", 2: "90.00", 6: "90.00"})
+
+    assert choose_split([seats], 4, max_price=Decimal("50.00")) is None
+    assert groups_of(choose_split([seats], 3, max_price=Decimal("50.00"))) == [("A", [3, 4, 5])]
+
+
+def split_rank(patterns, sections, chosen):
+    """(groups, rows between, strands, total distance) of taking the `chosen` (row, index)
+    free seats of one section, counted directly on the strings."""
+    section = sections[chosen[0][0]]
+    marked = {r: list(p) for r, p in enumerate(patterns) if sections[r] == section}
+    for r, i in chosen:
+        marked[r][i] = "o"
+    groups = strands = 0
+    for cells in marked.values():
+        line = "".join(cells)
+        groups += sum(1 for i, c in enumerate(line) if c == "o" and line[i - 1 : i] != "o")
+        for i, c in enumerate(line):
+            sides = (line[i - 1] if i > 0 else "x", line[i + 1] if i + 1 < len(line) else "x")
+            strands += c == "." and "." not in sides and "o" in sides
+    order = sorted(marked)  # the section's rows, front to back
+    used = sorted({order.index(r) for r, _ in chosen})
+    between = used[-1] - used[0] + 1 - len(used)
+    distance = sum(
+        round(math.hypot(i + 1 - (len(patterns[r]) + 1) / 2, 1.0 + r) * 1_000_000)
+        for r, i in chosen
+    )
+    return (groups, between, strands, distance)
+
+
+def brute_force_split(patterns, sections, count):
+    """The best rank of every way to take `count` free seats of one section, or None."""
+    ranks = [
+        split_rank(patterns, sections, chosen)
+        for section in set(sections)
+        for chosen in combinations(
+            [
+                (r, i)
+                for r, p in enumerate(patterns)
+                if sections[r] == section
+                for i, c in enumerate(p)
+                if c == "."
+            ],
+            count,
+        )
+    ]
+    return min(ranks, default=None)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    patterns=st.lists(st.text(alphabet=".x", min_size=1, max_size=6), min_size=1, max_size=3),
+    two_sections=st.booleans(),
+    count=st.integers(min_value=1, max_value=4),
+)
+def test_property_the_split_is_the_best_of_every_way_to_take_the_seats(
+    patterns, two_sections, count
+):
+    sections = ["S" if not two_sections or r % 2 == 0 else "T" for r in range(len(patterns))]
+    rows = [
+        row(p, label=chr(ord("A") + r), y=1.0 + r, section=sections[r])
+        for r, p in enumerate(patterns)
+    ]
+
+    split = choose_split(rows, count)
+
+    best = brute_force_split(patterns, sections, count)
+    if best is None:
+        assert split is None
+        return
+    assert split is not None
+    seats = [s for g in split.groups for s in g]
+    assert len({s.id for s in seats}) == count and all(s.free for s in seats)
+    assert len({s.section for s in seats}) == 1
+    for group in split.groups:
+        assert len({s.row for s in group}) == 1
+        assert [s.number for s in group] == list(range(group[0].number, group[-1].number + 1))
+    chosen = [("ABC".index(s.row), s.number - 1) for s in seats]
+    assert split_rank(patterns, sections, chosen) == best
+    assert split.strands == best[2]
 
 
 # --- holding, on the database ----------------------------------------------------------------
@@ -430,3 +606,178 @@ def test_the_refusal_says_when_only_single_seats_are_left(alice, bob, venue, now
 
     assert raised.value.message == "No 2 seats side by side are free; only single seats are."
     assert raised.value.together == 1
+
+
+# --- holding a split ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_four_together(venue, now):
+    """One section, rows of 4: A "xx..", B "..xx", C "x..x" (x booked by Dave)."""
+    event = make_event(venue, rows=3, seats_per_row=4, max_seats_per_customer=8)
+    dave = make_user("dave")
+    booked = [("A", 1), ("A", 2), ("B", 3), ("B", 4), ("C", 1), ("C", 4)]
+    services.book_seats(
+        customer=dave,
+        event_id=event.pk,
+        seat_ids=[event.seats.get(row_label=r, number=n).pk for r, n in booked],
+    )
+    return event
+
+
+def test_split_holds_groups_in_adjacent_rows_closest_to_the_stage(alice, no_four_together, now):
+    event = no_four_together
+    before = version(event)
+
+    held = best_available.hold_best_available_groups(
+        customer=alice, event_id=event.pk, count=4, split=True, now=now
+    )
+
+    place = {s.pk: (s.row_label, s.number) for s in event.seats.all()}
+    assert [[place[pk] for pk in group] for group in held.groups] == [
+        [("A", 3), ("A", 4)],
+        [("B", 1), ("B", 2)],
+    ]
+    assert held.together is False
+    assert held_places(held.hold) == [("A", "A", 3), ("A", "A", 4), ("A", "B", 1), ("A", "B", 2)]
+    assert version(event) == before + 1  # one change for all the groups
+
+
+def test_without_split_the_same_request_is_not_together(alice, no_four_together, db_state, now):
+    before = db_state()
+
+    with pytest.raises(NotTogether) as raised:
+        services.hold_best_available(customer=alice, event_id=no_four_together.pk, count=4)
+
+    assert raised.value.together == 2
+    assert db_state() == before
+
+
+def test_split_holds_a_block_side_by_side_when_there_is_one(alice, hall, now):
+    held = best_available.hold_best_available_groups(
+        customer=alice, event_id=hall.pk, count=2, split=True, now=now
+    )
+
+    assert held.together is True
+    assert held.groups == [[seat(hall, "Stalls", "A", n).pk for n in (3, 4)]]
+
+
+def test_split_when_no_section_has_that_many_free_is_409_and_changes_nothing(
+    alice, hall, db_state, now
+):
+    # Balcony has 12 seats at €20, Stalls 18 at €50: 13 at €20 or less do not exist in one
+    # section, and neither do 19 anywhere.
+    before = db_state()
+    hall.max_seats_per_customer = 30
+    hall.save(update_fields=["max_seats_per_customer"])
+
+    with pytest.raises(NotTogether) as cheap:
+        services.hold_best_available(
+            customer=alice, event_id=hall.pk, count=13, max_price=Decimal("20"), split=True
+        )
+    with pytest.raises(NotTogether) as in_balcony:
+        services.hold_best_available(
+            customer=alice, event_id=hall.pk, count=13, section="Balcony", split=True
+        )
+    with pytest.raises(NotTogether) as anywhere:
+        services.hold_best_available(customer=alice, event_id=hall.pk, count=19, split=True)
+
+    assert cheap.value.message == (
+        "No 13 seats are free in any one section at €20 or less, even apart; at most 12 are."
+    )
+    assert in_balcony.value.message == (
+        "No 13 seats are free in section Balcony, even apart; at most 12 are."
+    )
+    assert anywhere.value.message == (
+        "No 19 seats are free in any one section, even apart; at most 18 are."
+    )
+    assert (anywhere.value.status, anywhere.value.together) == (409, 6)
+    assert db_state() == before
+
+
+def test_split_counts_against_the_seat_limit_like_a_block(alice, no_four_together, db_state, now):
+    event = no_four_together
+    event.max_seats_per_customer = 5
+    event.save(update_fields=["max_seats_per_customer"])
+    services.hold_best_available(customer=alice, event_id=event.pk, count=2, now=now)
+    before = db_state()
+
+    with pytest.raises(LimitExceeded):
+        services.hold_best_available(
+            customer=alice, event_id=event.pk, count=4, split=True, now=now
+        )
+    assert db_state() == before
+
+
+@pytest.mark.parametrize(
+    ("bob_takes", "alice_gets"),
+    [
+        # A seat of the split chosen (A 3-4 + B 1-2): next best is B 1-2 + C 2-3.
+        (("A", 4), [("A", "B", 1), ("A", "B", 2), ("A", "C", 2), ("A", "C", 3)]),
+        # Not one of its seats, but one of its neighbours: nothing else is stranded, so the
+        # same split is still held.
+        (("C", 2), [("A", "A", 3), ("A", "A", 4), ("A", "B", 1), ("A", "B", 2)]),
+    ],
+)
+def test_a_split_taken_after_it_was_chosen_is_chosen_again_from_a_fresh_read(
+    alice, bob, no_four_together, now, monkeypatch, bob_takes, alice_gets
+):
+    event = no_four_together
+    stale = best_available.read_plan(event_id=event.pk, section=None, now=now)
+    reads = iter([stale])
+    real_read = best_available.read_plan
+    monkeypatch.setattr(
+        best_available, "read_plan", lambda **kwargs: next(reads, None) or real_read(**kwargs)
+    )
+    taken = event.seats.get(row_label=bob_takes[0], number=bob_takes[1])
+    services.hold_seats(customer=bob, event_id=event.pk, seat_ids=[taken.pk], now=now)
+
+    hold = services.hold_best_available(
+        customer=alice, event_id=event.pk, count=4, split=True, now=now
+    )
+
+    assert held_places(hold) == alice_gets
+
+
+def test_a_split_that_would_now_strand_a_seat_is_not_held(alice, bob, venue, now, monkeypatch):
+    """Under its locks the split's neighbours are checked too: a seat taken beside a group
+    since the read, that would now leave one alone, makes the service choose again."""
+    event = make_event(venue, rows=2, seats_per_row=8, max_seats_per_customer=8)
+    place = {(s.row_label, s.number): s.pk for s in event.seats.all()}
+    # Rows A and B both "...x....": five as 3 + (5-8) leaves a pair, not a single seat.
+    services.book_seats(
+        customer=make_user("dave"), event_id=event.pk, seat_ids=[place["A", 4], place["B", 4]]
+    )
+    stale = best_available.read_plan(event_id=event.pk, section=None, now=now)
+    assert groups_of(choose_split(stale.rows.values(), 5)) == [("A", [3]), ("A", [5, 6, 7, 8])]
+    reads = iter([stale])
+    real_read = best_available.read_plan
+    monkeypatch.setattr(
+        best_available, "read_plan", lambda **kwargs: next(reads, None) or real_read(**kwargs)
+    )
+    # After the read Bob takes A 1: holding A 3 now would leave A 2 alone. A 5-8 and the
+    # seat of row B closest to the stage leave none alone.
+    services.hold_seats(customer=bob, event_id=event.pk, seat_ids=[place["A", 1]], now=now)
+
+    hold = services.hold_best_available(
+        customer=alice, event_id=event.pk, count=5, split=True, now=now
+    )
+
+    assert held_places(hold) == [*(("A", "A", n) for n in (5, 6, 7, 8)), ("A", "B", 5)]
+
+
+def test_a_split_that_keeps_being_taken_ends_busy_not_wrong(
+    alice, no_four_together, db_state, monkeypatch
+):
+    before = db_state()
+
+    def always_taken(**kwargs):
+        raise best_available._Taken({})
+
+    monkeypatch.setattr(best_available, "_hold_split", always_taken)
+
+    with pytest.raises(Busy):
+        services.hold_best_available(
+            customer=alice, event_id=no_four_together.pk, count=4, split=True
+        )
+    assert db_state() == before
