@@ -191,19 +191,23 @@ def create_hold(request: HttpRequest, event_id: int) -> HttpResponse:
     def hold_seats() -> HttpResponse:
         body = _json_body(request)
         event = _visible_event(request, event_id)
+        found: dict[str, object] = {}
         if "best_available" in body:
-            # {"best_available": {"count": N, "section": ..., "max_price": ...}}: the service
-            # picks the seats.
+            # {"best_available": {"count": N, "section": ..., "max_price": ..., "split": ...}}:
+            # the service picks the seats, and the answer says which groups it held.
             if "seats" in body:
                 raise InvalidRequest('Send either "seats" or "best_available", not both.')
             wanted = services.parse_best_available(body["best_available"])
-            hold = services.hold_best_available(
+            held = services.hold_best_available_groups(
                 customer=customer,
                 event_id=event.pk,
                 count=wanted.count,
                 section=wanted.section,
                 max_price=wanted.max_price,
+                split=wanted.split,
             )
+            hold = held.hold
+            found = {"groups": held.groups, "together": held.together}
         else:
             hold = services.hold_seats(
                 customer=customer, event_id=event.pk, seat_ids=clean_seat_ids(body.get("seats"))
@@ -213,6 +217,7 @@ def create_hold(request: HttpRequest, event_id: int) -> HttpResponse:
                 "hold": hold.pk,
                 "seats": sorted(hold.seats.values_list("pk", flat=True)),
                 "expires_at": _iso(hold.expires_at),
+                **found,
             },
             status=201,
         )

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from seats import services
 from seats.models import Hold, Seat
 from tests.conftest import make_event
 from tests.seats.test_ratelimits import freeze_clock
@@ -47,12 +48,13 @@ def test_best_available_holds_a_block_side_by_side_and_answers_like_a_hold(alice
     assert response.status_code == 201
     body = response.json()
     hold = Hold.objects.get(pk=body["hold"])
-    assert sorted(body) == ["expires_at", "hold", "seats"]
+    assert sorted(body) == ["expires_at", "groups", "hold", "seats", "together"]
     assert body["expires_at"] == hold.expires_at.isoformat()
     # The front row: 2-4 and 3-5 are closest but would leave seat 1 or 6 alone; 1-3 and 4-6
     # strand nothing and are mirror images, and the lower numbers break the tie.
     assert places(body["seats"]) == [("A", 1), ("A", 2), ("A", 3)]
     assert sorted(hold.seats.values_list("pk", flat=True)) == body["seats"]
+    assert (body["groups"], body["together"]) == ([body["seats"]], True)
 
 
 def test_best_available_adds_to_the_customers_hold(alice_client, event):
@@ -62,6 +64,14 @@ def test_best_available_adds_to_the_customers_hold(alice_client, event):
 
     assert second["hold"] == first["hold"]
     assert len(second["seats"]) == 4 and set(first["seats"]) < set(second["seats"])
+    # "groups" are the seats just held; "seats" all the hold has.
+    assert second["groups"] == [sorted(set(second["seats"]) - set(first["seats"]))]
+
+
+def test_picked_seats_answer_without_groups(alice_client, event):
+    body = post(alice_client, event, {"seats": [event.seats.first().pk]}).json()
+
+    assert sorted(body) == ["expires_at", "hold", "seats"]
 
 
 def test_section_and_max_price_are_passed_on(alice_client, venue):
@@ -101,6 +111,9 @@ def test_section_and_max_price_are_passed_on(alice_client, venue):
         ({"best_available": {"count": 2, "max_price": "NaN"}}, '"max_price" must be an amount'),
         ({"best_available": {"count": 2, "max_price": "1e3"}}, '"max_price" must be an amount'),
         ({"best_available": {"count": 2, "max_price": True}}, '"max_price" must be an amount'),
+        ({"best_available": {"count": 2, "split": "yes"}}, '"split" must be true or false'),
+        ({"best_available": {"count": 2, "split": 1}}, '"split" must be true or false'),
+        ({"best_available": {"count": 2, "split": None}}, '"split" must be true or false'),
         ({"best_available": {"count": 2, "seats": [1]}}, 'Unknown best_available field "seats"'),
         ({"best_available": {"count": 2}, "seats": [1]}, 'either "seats" or "best_available"'),
     ],
@@ -185,4 +198,73 @@ def test_best_available_counts_as_a_seat_action(
     refused = post(alice_client, event, {"best_available": {"count": 1}})
 
     assert (refused.status_code, refused.json()["code"]) == (429, "rate_limited")
+    assert db_state() == before
+
+
+@pytest.fixture
+def pairs_only(venue, bob):
+    """Rows A-C of 6 with seats 3 and 4 booked: pairs and singles no more than 2 together."""
+    event = make_event(venue, rows=3, seats_per_row=6, max_seats_per_customer=8)
+    middle = event.seats.filter(number__in=[3, 4])
+    services.book_seats(customer=bob, event_id=event.pk, seat_ids=[s.pk for s in middle])
+    return event
+
+
+def test_split_true_holds_groups_and_says_they_are_not_together(alice_client, pairs_only):
+    response = post(alice_client, pairs_only, {"best_available": {"count": 4, "split": True}})
+
+    assert response.status_code == 201
+    body = response.json()
+    # Row A's two pairs, either side of the booked middle: one row, nothing left alone.
+    assert [places(group) for group in body["groups"]] == [
+        [("A", 1), ("A", 2)],
+        [("A", 5), ("A", 6)],
+    ]
+    assert body["together"] is False
+    assert sorted(pk for group in body["groups"] for pk in group) == body["seats"]
+    assert (
+        sorted(Hold.objects.get(pk=body["hold"]).seats.values_list("pk", flat=True))
+        == (body["seats"])
+    )
+
+
+def test_split_false_or_left_out_is_409_when_no_block_fits(alice_client, pairs_only, db_state):
+    before = db_state()
+
+    left_out = post(alice_client, pairs_only, {"best_available": {"count": 4}})
+    no = post(alice_client, pairs_only, {"best_available": {"count": 4, "split": False}})
+
+    assert left_out.status_code == no.status_code == 409
+    assert (
+        left_out.json()
+        == no.json()
+        == {
+            "error": "No 4 seats side by side are free; at most 2 are.",
+            "code": "seats_unavailable",
+            "together": 2,
+        }
+    )
+    assert db_state() == before
+
+
+def test_split_true_answers_one_group_when_a_block_fits(alice_client, event):
+    body = post(alice_client, event, {"best_available": {"count": 3, "split": True}}).json()
+
+    assert places(body["seats"]) == [("A", 1), ("A", 2), ("A", 3)]
+    assert (body["groups"], body["together"]) == ([body["seats"]], True)
+
+
+def test_split_with_too_few_free_in_one_section_is_409(alice_client, pairs_only, db_state):
+    before = db_state()
+
+    response = post(
+        alice_client, pairs_only, {"best_available": {"count": 8, "split": True, "max_price": 30}}
+    )
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": "No 8 seats are free in any one section at €30 or less, even apart; no seat is.",
+        "code": "seats_unavailable",
+        "together": 0,
+    }
     assert db_state() == before
