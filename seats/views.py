@@ -188,8 +188,8 @@ def seat_toggle(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
 
 
 def _seats_in_words(seats: list[Seat]) -> str:
-    """ "Section A, row B, seats 4 to 6" (with a dash) for seats side by side in one row,
-    else each place."""
+    """Seats in words: "Section A, row B, seats 4-6" (with an en dash) for seats side by side
+    in one row, in order; else each place."""
     if len(seats) == 1:
         return seat_place(seats[0].section, seats[0].row_label, seats[0].number)
     first, last = seats[0], seats[-1]
@@ -203,7 +203,7 @@ def _seats_in_words(seats: list[Seat]) -> str:
 
 @require_POST
 def seat_find(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
-    """ "Find N seats": holds the best block of `count` free seats side by side, in `section`
+    """Find N seats: holds the best block of `count` free seats side by side, in `section`
     and up to `max_price` each when given (services.hold_best_available), beside the
     customer's seats already held."""
     event = _event(request, event_id)
@@ -220,7 +220,7 @@ def seat_find(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
         section = request.POST.get("section", "").strip() or None
         raw_price = request.POST.get("max_price", "").strip() or None
         try:  # the API's rule for an amount
-            max_price = services.parse_best_available({"count": 1, "max_price": raw_price})
+            asked = services.parse_best_available({"count": 1, "max_price": raw_price})
         except InvalidRequest:
             raise InvalidRequest("Choose a top price from the list.") from None
         held = open_hold(customer=request.user, event_id=event.pk, now=now)
@@ -230,7 +230,7 @@ def seat_find(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
             event_id=event.pk,
             count=count,
             section=section,
-            max_price=max_price.max_price,
+            max_price=asked.max_price,
         )
     except BookingError as error:
         return _fail(request, event, error, now)
