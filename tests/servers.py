@@ -79,6 +79,9 @@ class Server:
                 if self.process.poll() is not None:
                     break
                 time.sleep(0.2)
+        # Never leave a server behind that did not answer: it would hold the test database.
+        self.process.kill()
+        self.process.wait(timeout=15)
         raise RuntimeError(f"server did not start:\n{self.log.read_text()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -138,6 +141,8 @@ class ThrowawayRedis:
             if self.process.poll() is not None:
                 break
             time.sleep(0.05)
+        self.process.kill()
+        self.process.wait(timeout=10)
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def answers(self, timeout: float = 0.5) -> bool:
