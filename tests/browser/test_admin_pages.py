@@ -1,56 +1,19 @@
 """The staff pages in a real browser (Debian's headless Chromium): the event list at a
 laptop's width, and the seat-map preview."""
 
-import os
-from pathlib import Path
-
 import pytest
-from django.db import connections
 from django.test import Client
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from events.management.commands.seed_demo import SECTIONS
 from events.models import Event, Venue
 from seats import services
+from tests.browser.conftest import ARTIFACTS
 from tests.conftest import make_event, make_user
-from tests.servers import Server
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 LAPTOP = {"width": 1366, "height": 768}
-
-
-@pytest.fixture(autouse=True)
-def sync_database_calls_beside_playwright(monkeypatch):
-    # Playwright's sync API keeps an event loop running in this thread, which makes Django
-    # refuse the tests' own (plain synchronous) database calls.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
-
-
-@pytest.fixture(autouse=True)
-def close_connections_opened_beside_playwright(browser):
-    yield
-    connections.close_all()
-
-
-@pytest.fixture
-def server(tmp_path):
-    started = Server(tmp_path, "web").start()
-    yield started
-    started.stop()
-
-
-@pytest.fixture
-def browser():
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"],
-        )
-        yield launched
-        launched.close()
 
 
 def staff_page(browser, server):
