@@ -238,3 +238,105 @@ def test_whichever_of_two_stale_choices_commits_first_the_other_strands_nothing(
 
     check_holds(pricey_row, [("won", holds[0]), ("won", holds[1])], [2, 2])
     assert stranded(rows_of(pricey_row)) == []
+
+
+# --- split requests mixed in ---------------------------------------------------------------
+
+
+def split_or_block_call(customer, event, count, split):
+    return lambda: best_available.hold_best_available_groups(
+        customer=customer, event_id=event.pk, count=count, split=split
+    )
+
+
+def check_mixed(event, outcomes, asks, *, blocked=0):
+    """Asserts that each winner holds exactly the groups it was told of, `count` seats side
+    by side group by group within one section (one group unless it asked to split), no seat
+    in two holds, and that seats, changes, holds and the version add up to exactly what the
+    winners asked for; and that each refusal was because nothing fitted (seats only went, so
+    what fits now fitted then). `blocked`: seats staff took off sale first (one change)."""
+    seen: set[int] = set()
+    won = 0
+    for (kind, result), (count, split) in zip(outcomes, asks, strict=True):
+        if kind != "won":
+            continue
+        won += 1
+        held = {s.pk: s for s in Seat.objects.filter(hold=result.hold)}
+        assert all(s.state == "held" for s in held.values())
+        assert sorted(held) == sorted(pk for group in result.groups for pk in group)
+        assert len(held) == count
+        assert len({s.section for s in held.values()}) == 1
+        assert split or len(result.groups) == 1
+        for group in result.groups:
+            seats = [held[pk] for pk in group]
+            assert len({s.row_label for s in seats}) == 1
+            assert [s.number for s in seats] == list(range(seats[0].number, seats[-1].number + 1))
+        assert not set(held) & seen, "a seat in two holds"
+        seen |= set(held)
+    held_now = Seat.objects.filter(event=event, state="held").count()
+    asked = sum(n for (kind, _), (n, _s) in zip(outcomes, asks, strict=True) if kind == "won")
+    assert held_now == len(seen) == asked
+    assert SeatChange.objects.filter(event=event).count() == held_now + blocked
+    assert Hold.objects.filter(event=event).count() == won
+    event.refresh_from_db()
+    # One committed change per winner, nothing else.
+    assert event.version == won + (1 if blocked else 0)
+    rows = rows_of(event)
+    longest = max(len(run) for r in rows.values() for run in r.split("x"))
+    free = sum(r.count(".") for r in rows.values())
+    for (kind, _), (count, split) in zip(outcomes, asks, strict=True):
+        if kind != "won":
+            assert kind == "NotTogether"
+            assert count > (free if split else longest), (rows, count, split)
+
+
+def test_split_and_block_requests_at_once_never_share_a_seat_and_add_up(customers, venue):
+    # Rows of 8 with seat 5 blocked: at most 4 side by side, so every 5 or 6 is split. 70
+    # free; half the customers ask for 2 or 3 side by side (at most 38), half for 5 or 6 split:
+    # oversubscribed, but more than 30 seats are left for the splits whatever the order.
+    event = make_event(venue, rows=10, seats_per_row=8, max_seats_per_customer=8)
+    services.block_seats(
+        event_id=event.pk,
+        seat_ids=list(event.seats.filter(number=5).values_list("pk", flat=True)),
+        actor=customers[-1],
+    )
+    asks = [((2, 3, 5, 6)[i % 4], i % 4 >= 2) for i in range(30)]
+
+    outcomes = run_together(
+        [
+            split_or_block_call(c, event, n, split)
+            for c, (n, split) in zip(customers[: len(asks)], asks, strict=True)
+        ]
+    )
+
+    assert set(tally(outcomes)) <= {"won", "NotTogether"}, outcomes  # never Busy
+    assert any(kind == "won" and not result.together for kind, result in outcomes), outcomes
+    check_mixed(event, outcomes, asks, blocked=10)
+
+
+def test_split_requests_choosing_from_the_same_old_read_never_share_a_seat(
+    customers, venue, monkeypatch
+):
+    """Every customer chooses from the seat map as it was before anyone held a seat: splits
+    and blocks are put right by what their locks show."""
+    event = make_event(venue, rows=6, seats_per_row=6, max_seats_per_customer=8)
+    asks = [((2, 3, 7, 8)[i % 4], i % 4 >= 2) for i in range(16)]  # 7 and 8 only split
+    read_plan = best_available.read_plan
+    stale = threading.local()
+    monkeypatch.setattr(best_available, "read_plan", lambda **kwargs: stale.plan)
+
+    def call(customer, count, split):
+        def run():
+            stale.plan = read_plan(event_id=event.pk, section=None, now=timezone.now())
+            return best_available.hold_best_available_groups(
+                customer=customer, event_id=event.pk, count=count, split=split
+            )
+
+        return run
+
+    outcomes = run_together(
+        [call(c, n, split) for c, (n, split) in zip(customers[: len(asks)], asks, strict=True)]
+    )
+
+    assert set(tally(outcomes)) <= {"won", "NotTogether"}, outcomes
+    check_mixed(event, outcomes, asks)
