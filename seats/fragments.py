@@ -23,6 +23,7 @@ _ACTIONABLE = {SeatState.AVAILABLE, SeatState.HELD}
 # zoom 1 (seatmap.css). Labels sit one seat width beyond a row's end seats.
 _LABEL_GAP = 1.0
 _SECTION_MARGIN = 0.75  # around a section's seats and labels, for its overview region
+_ROW_MARGIN = 0.3  # around a row's seats: room for a seat's focus ring and feature mark
 _STAGE_DEPTH = 3.0
 
 
@@ -154,17 +155,24 @@ def _section_html(index: int, section: str, members: list[PublicSeat], plan: _Bo
     row_parts = []
     for name, row in rows.items():
         row.sort(key=lambda s: s["number"])
+        # Each row is a box of its own (its seats are placed from its corner), so a swapped
+        # seat lays out only its row, and rows out of view are skipped (seatmap.css).
+        row_box = _Box()
         for seat in row:
-            box.add(seat["x"], seat["y"])
+            row_box.add(seat["x"], seat["y"])
         # Screen readers get the row from each seat's name; the labels are for the eye.
         labels = []
         for x, y in _row_ends(row):
-            box.add(x, y)
+            row_box.add(x, y)
             labels.append(
                 f'<span class="rl" style="--x:{_num(x)};--y:{_num(y)}">{escape(name)}</span>'
             )
+        box.add(row_box.left, row_box.top, pad=0)
+        box.add(row_box.right, row_box.bottom, pad=0)
+        row_box.grow(_ROW_MARGIN)
         row_parts.append(
-            f'<div class="row">{labels[0]}{"".join(seat_html(s) for s in row)}{labels[1]}</div>'
+            f'<div class="row" style="{row_box.style("r")}">'
+            f"{labels[0]}{''.join(seat_html(s) for s in row)}{labels[1]}</div>"
         )
     # The name goes behind the back row, away from the stage, clear of the seats however
     # the section is turned (the text stays level).
@@ -301,7 +309,7 @@ def tier_style(tiers: list[PriceTier]) -> str:
     (the same fragments for all). A seat's colours are plain values, not var()/color-mix():
     every seat has its own inline position, so the browser styles each one from scratch, and
     plain values keep that cheap on a 20,000-seat map."""
-    rules = []
+    rules, far = [], []
     for t in tiers:
         key, colour = escape(t["key"]), t["colour"]
         rules.append(
@@ -309,7 +317,12 @@ def tier_style(tiers: list[PriceTier]) -> str:
             f"background:{_mix(colour, 0.13, '#ffffff')};color:{_mix(colour, 0.75, '#000000')}}}"
             f'.zone[data-price="{key}"]{{--tier:{colour}}}'
         )
-    return f'<style id="price-tiers">{"".join(rules)}</style>'
+        # Zoomed far out a seat is a dot in its tier's colour (seatmap.css, .map-far).
+        far.append(f'.map-far .seat[data-price="{key}"]{{background:{colour}}}')
+    return (
+        f'<style id="price-tiers">{"".join(rules)}'
+        f"@media (scripting:enabled){{{''.join(far)}}}</style>"
+    )
 
 
 _SALE_BANNERS = {

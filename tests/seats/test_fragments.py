@@ -115,7 +115,7 @@ def test_the_plan_holds_every_seat_once_by_section_and_row_in_seat_order():
     groups = re.findall(r'<div class="sec" role="group" aria-labelledby="(sec-\d+)"', html)
     assert groups == ["sec-1", "sec-2"]
     assert '<h3 class="sec-name" id="sec-1"' in html and ">Section Stalls</h3>" in html
-    circle_rows = html[html.index("Section Circle") :].split('<div class="row">')[1:]
+    circle_rows = html[html.index("Section Circle") :].split('<div class="row"')[1:]
     assert [re.findall(r">(\d+)</button>", row) for row in circle_rows] == [
         ["1", "2", "3", "4"]
     ] * 2
@@ -127,7 +127,7 @@ def test_row_labels_sit_beyond_the_row_ends_never_on_a_seat_even_on_a_curve():
 
     html = seat_map_html(seats)
 
-    for row_html, letter in zip(html.split('<div class="row">')[1:], "ABCD", strict=True):
+    for row_html, letter in zip(html.split('<div class="row"')[1:], "ABCD", strict=True):
         labels = [props(t) for t in tags(row_html, "rl")]
         row = [s for s in seats if s["row"] == letter]
         assert len(labels) == 2 and row_html.count(f">{letter}</span>") == 2
@@ -140,6 +140,22 @@ def test_row_labels_sit_beyond_the_row_ends_never_on_a_seat_even_on_a_curve():
             assert beyond > 1.8
             nearest = min(math.dist((label["--x"], label["--y"]), (s["x"], s["y"])) for s in seats)
             assert nearest >= 0.98
+
+
+def test_each_row_is_a_box_around_its_seats_and_labels():
+    seats = section_seats(SectionSpec("Fan", 3, 7, Decimal("40"), x=-2, y=3, angle=15, curve=40))
+
+    html = seat_map_html(seats)
+
+    rows = re.findall(r'<div class="row" style="[^"]*">.*?</div>', html)
+    assert len(rows) == 3
+    for row in rows:
+        box = props(row)
+        points = [props(t) for t in re.findall(r'<(?:button|span) [^>]*style="[^"]*"', row)]
+        assert len(points) == 7 + 2
+        for p in points:  # a seat or label (half a seat wide) and its focus ring fit inside
+            assert box["--rl"] + 0.6 < p["--x"] < box["--rl"] + box["--rw"] - 0.6
+            assert box["--rt"] + 0.6 < p["--y"] < box["--rt"] + box["--rh"] - 0.6
 
 
 def test_the_stage_is_drawn_at_the_front_centre_and_the_plan_holds_everything():
