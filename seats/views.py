@@ -204,8 +204,9 @@ def _seats_in_words(seats: list[Seat]) -> str:
 @require_POST
 def seat_find(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
     """Find N seats: holds the best block of `count` free seats side by side, in `section`
-    and up to `max_price` each when given (services.hold_best_available), beside the
-    customer's seats already held."""
+    and up to `max_price` each when given, beside the customer's seats already held; with
+    `split` ticked, seats in a few groups side by side in one section when no block is free
+    (services.hold_best_available_groups)."""
     event = _event(request, event_id)
     if not request.user.is_authenticated:
         return _require_login(request, event)
@@ -223,22 +224,29 @@ def seat_find(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
             asked = services.parse_best_available({"count": 1, "max_price": raw_price})
         except InvalidRequest:
             raise InvalidRequest("Choose a top price from the list.") from None
-        held = open_hold(customer=request.user, event_id=event.pk, now=now)
-        before = set(held.seats.values_list("pk", flat=True)) if held else set()
-        hold = services.hold_best_available(
+        held = services.hold_best_available_groups(
             customer=_customer(request),
             event_id=event.pk,
             count=count,
             section=section,
             max_price=asked.max_price,
+            split=request.POST.get("split") == "1",
         )
     except BookingError as error:
         return _fail(request, event, error, now)
     now = timezone.now()
-    found = [s for s in hold.seats.order_by("section", "row_label", "number") if s.pk not in before]
-    message = held_message(_seats_in_words(found), hold.expires_at - now, several=len(found) > 1)
-    if len(found) > 1:
+    by_id = {s.pk: s for s in held.hold.seats.all()}
+    groups = [[by_id[pk] for pk in group] for group in held.groups]
+    found = [seat for group in groups for seat in group]
+    places = "; ".join(_seats_in_words(group) for group in groups)
+    message = held_message(places, held.hold.expires_at - now, several=len(found) > 1)
+    if held.together and len(found) > 1:
         message = f"Found {count_words(len(found), 'seat')} together: {message}"
+    elif not held.together:
+        message = (
+            f"No {count_words(len(found), 'seat')} are free side by side, so here are "
+            f"{len(groups)} groups: {message}"
+        )
     return _done(request, event, now=now, seat_ids=[s.pk for s in found], message=message)
 
 

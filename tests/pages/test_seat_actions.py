@@ -432,6 +432,27 @@ def test_find_in_a_section_up_to_a_price(client, venue, alice):
     assert sorted(s.section for s in held_by(alice)) == ["B", "B", "C", "C"]
 
 
+def test_find_with_split_holds_groups_when_none_are_together(client, event, alice, staff):
+    # Seat 2 of every row blocked: at most 2 free side by side anywhere.
+    second = list(event.seats.filter(number=2).values_list("pk", flat=True))
+    services.block_seats(event_id=event.pk, seat_ids=second, actor=staff)
+    client.force_login(alice)
+
+    refused = find(client, event, count="3")
+    assert refused.status_code == 409 and held_by(alice) == []
+    assert "No 3 seats side by side are free" in refused.content.decode()
+
+    response = find(client, event, count="3", split="1")
+
+    assert response.status_code == 200
+    seats = held_by(alice)
+    assert len(seats) == 3 and {s.section for s in seats} == {"A"}
+    html = response.content.decode()
+    assert "No 3 seats are free side by side, so here are 2 groups:" in html
+    for seat in seats:
+        assert 'data-state="held"' in oob_seat(html, seat.pk)
+
+
 def test_without_htmx_find_redirects_to_the_page_with_the_message(client, event, alice):
     client.force_login(alice)
 
