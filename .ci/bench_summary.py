@@ -97,6 +97,23 @@ def main() -> None:
         ratios.append(
             (f"{workload}: CPU per frame {r[1]} / bare", ratio(cpu_per_k(r[2]), cpu_per_k(raw)))
         )
+    only = find("fan-out: 1 viewer", "ours, bookings only")
+    booking_cpu = number(r"server_cpu=([\d.]+)s", only or "")
+    for r in rows:
+        if r[0].startswith("fan-out") and "independent client" in r[1] and booking_cpu:
+            raw = find(r[0], "bare websockets")
+            cpu = number(r"server_cpu=([\d.]+)s", r[2])
+            delivered = number(r"delivered=(\d+)", r[2])
+            raw_per_k = cpu_per_k(raw or "")
+            if cpu is not None and delivered:
+                per_k = (cpu - booking_cpu) / delivered * 1e6
+                ratios.append(
+                    (
+                        f"{r[0]}: fan-out CPU per frame (less {booking_cpu:g} s for the "
+                        f"bookings alone: {per_k:.1f} ms per 1,000) / bare",
+                        ratio(per_k, raw_per_k),
+                    )
+                )
     for r in rows:
         if r[1].endswith("our load test (booking->viewer)"):
             independent = find(r[0], r[1].replace("our load test", "independent client"))

@@ -31,6 +31,7 @@ import json
 import multiprocessing
 import os
 import re
+import secrets
 import sys
 import time
 from urllib.parse import urlsplit
@@ -141,6 +142,7 @@ class Http:
     def __init__(self, base_url: str) -> None:
         parts = urlsplit(base_url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.origin = f"http://{parts.netloc}"
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.lock = asyncio.Lock()
@@ -204,6 +206,7 @@ async def drive(args):
 
     statuses: dict[int, int] = {}
     sent_at: dict[int, float] = {}
+    booking_times: list[float] = []
     cpu_before = cpu_seconds(args.pid)
     t0 = time.perf_counter()
     if args.mode == "raw":
@@ -216,24 +219,27 @@ async def drive(args):
     else:
         sessions = setup["sessions"]
         seats = setup["seats"]
-        origin = urlsplit(urls[0])
         conns = [Http(urls[i % len(urls)]) for i in range(len(sessions))]
         in_flight = set()
 
         async def book(k: int) -> None:
             session = sessions[k % len(sessions)]
+            conn = conns[k % len(conns)]
             seat = seats[k]
             headers = {
                 "Cookie": session["cookie"],
                 "X-CSRFToken": session["token"],
                 "Content-Type": "application/json",
-                "Origin": f"http://{origin.netloc}",
-                "Referer": f"http://{origin.netloc}/",
+                "Origin": conn.origin,
+                "Referer": f"{conn.origin}/",
+                # As the API's clients send (the load test too): the server stores the key.
+                "Idempotency-Key": secrets.token_urlsafe(18),
             }
             sent_at[seat] = time.perf_counter()
-            status = await conns[k % len(conns)].post(
+            status = await conn.post(
                 f"/api/events/{event_id}/bookings", json.dumps({"seats": [seat]}).encode(), headers
             )
+            booking_times.append(time.perf_counter() - sent_at[seat])
             statuses[status] = statuses.get(status, 0) + 1
 
         for k in range(args.changes):
@@ -278,7 +284,15 @@ async def drive(args):
         f"max={q(1):.1f}ms rate={args.changes / sending:.1f}/s"
     )
     if args.mode == "api":
-        line += f" catchup_viewers={catchups} statuses={dict(sorted(statuses.items()))}"
+        booking_times.sort()
+        b50 = booking_times[len(booking_times) // 2] * 1000 if booking_times else float("nan")
+        b99 = (
+            booking_times[int(0.99 * len(booking_times))] * 1000 if booking_times else float("nan")
+        )
+        line += (
+            f" catchup_viewers={catchups} statuses={dict(sorted(statuses.items()))}"
+            f" booking_p50={b50:.1f}ms booking_p99={b99:.1f}ms"
+        )
     if args.pid:
         per_k = cpu / max(1, len(latencies)) * 1e6
         line += f" server_cpu={cpu:.2f}s cpu_per_1k_frames={per_k:.1f}ms"
