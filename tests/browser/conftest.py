@@ -36,7 +36,15 @@ def close_connections_opened_beside_playwright(browser):
 
 @pytest.fixture
 def server(tmp_path):
-    env = {"REDIS_URL": os.environ.get("REDIS_URL", ""), "REALTIME_HEARTBEAT_SECONDS": "2"}
+    env = {
+        "REDIS_URL": os.environ.get("REDIS_URL", ""),
+        "REALTIME_HEARTBEAT_SECONDS": "2",
+        # Every browser signs in from 127.0.0.1, and the servers of one run share their
+        # counters in Redis: the per-address login and sign-up limits (10 a minute, 5 an hour;
+        # tested in tests/booking_site) would refuse the browser tests' own sign-ins.
+        "RATE_LIMIT_LOGIN": "1000/1m",
+        "RATE_LIMIT_SIGNUP": "1000/1m",
+    }
     started = Server(tmp_path, "web", **env)
     try:
         yield started.start()
