@@ -10,6 +10,7 @@ raised changed nothing. Seat actions and checkouts are rate-limited per customer
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Literal
 
 from django.conf import settings
 from django.contrib import messages
@@ -162,15 +163,29 @@ def _require_login(request: HtmxHttpRequest, event: Event) -> HttpResponse:
     return redirect_to_login(page)
 
 
+def _refuse(
+    request: HtmxHttpRequest, event: Event, *, limit: Literal["seat_action", "booking"]
+) -> HttpResponse | None:
+    """The answer to a page action that may not run: a signed-out visitor is sent to sign in,
+    a customer over `limit` gets 429. None when the action may go on."""
+    if not request.user.is_authenticated:
+        return _require_login(request, event)
+    if limit == "booking":
+        decision = ratelimits.booking(customer_id=request.user.pk)
+    else:
+        decision = ratelimits.seat_action(customer_id=request.user.pk, event_id=event.pk)
+    if not decision.allowed:
+        return _rate_limited(request, event, decision)
+    return None
+
+
 @require_POST
 def seat_toggle(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
     """Holds an available seat, or releases a seat of the customer's own hold."""
     event = _event(request, event_id)
-    if not request.user.is_authenticated:
-        return _require_login(request, event)
-    decision = ratelimits.seat_action(customer_id=request.user.pk, event_id=event.pk)
-    if not decision.allowed:
-        return _rate_limited(request, event, decision)
+    refused = _refuse(request, event, limit="seat_action")
+    if refused is not None:
+        return refused
     now = timezone.now()
     try:
         seat_id = _parse(request.POST.get("seat"), "seat")
@@ -208,11 +223,9 @@ def seat_find(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
     `split` ticked, seats in a few groups side by side in one section when no block is free
     (services.hold_best_available_groups)."""
     event = _event(request, event_id)
-    if not request.user.is_authenticated:
-        return _require_login(request, event)
-    decision = ratelimits.seat_action(customer_id=request.user.pk, event_id=event.pk)
-    if not decision.allowed:
-        return _rate_limited(request, event, decision)
+    refused = _refuse(request, event, limit="seat_action")
+    if refused is not None:
+        return refused
     now = timezone.now()
     try:
         count = parse_id(request.POST.get("count"))
@@ -276,11 +289,9 @@ def hold_panel(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
 def hold_release(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
     """Releases every seat of the customer's hold for the event."""
     event = _event(request, event_id)
-    if not request.user.is_authenticated:
-        return _require_login(request, event)
-    decision = ratelimits.seat_action(customer_id=request.user.pk, event_id=event.pk)
-    if not decision.allowed:
-        return _rate_limited(request, event, decision)
+    refused = _refuse(request, event, limit="seat_action")
+    if refused is not None:
+        return refused
     now = timezone.now()
     hold = open_hold(customer=request.user, event_id=event.pk, now=now)
     if hold is None:
@@ -297,11 +308,9 @@ def hold_release(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
 def checkout(request: HtmxHttpRequest, event_id: int) -> HttpResponse:
     """Books every seat of the customer's hold, then shows the confirmation."""
     event = _event(request, event_id)
-    if not request.user.is_authenticated:
-        return _require_login(request, event)
-    decision = ratelimits.booking(customer_id=request.user.pk)
-    if not decision.allowed:
-        return _rate_limited(request, event, decision)
+    refused = _refuse(request, event, limit="booking")
+    if refused is not None:
+        return refused
     now = timezone.now()
     try:
         hold_id = _parse(request.POST.get("hold"), "hold")
