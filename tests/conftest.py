@@ -1,4 +1,5 @@
 import os
+import shutil
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -13,6 +14,7 @@ from django.utils import timezone
 from events.models import Event, Venue
 from seats import ratelimits
 from seats.services import SectionSpec, generate_seat_map
+from tests.servers import ThrowawayRedis
 
 
 def pytest_collection_modifyitems(config, items):
@@ -140,3 +142,13 @@ def staff_client(client, staff):
 @pytest.fixture
 def draft_event(venue):
     return make_event(venue, name="Premiere", rows=1, seats_per_row=1, on_sale=False)
+
+
+@pytest.fixture
+def throwaway_redis(tmp_path):
+    """A Redis of the test's own, to stop, freeze and restart (never the shared one)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server on PATH (apt-get install redis-server)")
+    redis = ThrowawayRedis(tmp_path).start()
+    yield redis
+    redis.stop()

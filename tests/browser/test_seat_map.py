@@ -1,6 +1,5 @@
 """Real browsers (Debian's headless Chromium) on a real server process."""
 
-import shutil
 import signal
 import threading
 import time
@@ -12,7 +11,7 @@ from playwright.sync_api import expect
 from seats import services
 from tests.browser.conftest import ARTIFACTS, customer_page, open_map
 from tests.conftest import make_event, make_user
-from tests.servers import Server, ThrowawayRedis
+from tests.servers import Server
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -94,14 +93,12 @@ def test_page_says_when_live_updates_pause_and_catches_up_when_they_resume(serve
 
 
 def test_page_says_live_updates_pause_while_redis_is_down_and_catches_up_after(
-    tmp_path, browser, venue
+    tmp_path, browser, venue, throwaway_redis
 ):
-    if shutil.which("redis-server") is None:
-        pytest.skip("needs redis-server on PATH (apt-get install redis-server)")
     dave = make_user("dave")
     event = make_event(venue, rows=2, seats_per_row=5)
     seat = event.seats.order_by("pk").first()
-    redis = ThrowawayRedis(tmp_path).start()
+    redis = throwaway_redis
     server = Server(tmp_path, "web", REDIS_URL=redis.url).start()
     try:
         page = browser.new_context().new_page()

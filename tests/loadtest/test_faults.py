@@ -4,7 +4,6 @@ requests in flight, then the Redis the processes share is restarted. The run goe
 the other --url and its verification must still pass."""
 
 import json
-import shutil
 import signal
 import threading
 import time
@@ -12,7 +11,7 @@ import time
 import pytest
 
 from seats.models import Booking, BookingSeat, Seat
-from tests.servers import Server, ThrowawayRedis
+from tests.servers import Server
 
 from .servers import start_loadtest
 
@@ -53,19 +52,10 @@ class Lines:
         return "\n".join(line for _, line in self.lines)
 
 
-@pytest.fixture
-def redis(tmp_path):
-    if shutil.which("redis-server") is None:
-        pytest.skip("needs redis-server on PATH (apt-get install redis-server)")
-    redis = ThrowawayRedis(tmp_path).start()
-    yield redis
-    redis.stop()
-
-
-def test_rush_verifies_through_a_redis_restart_and_a_killed_web_process(tmp_path, redis):
+def test_rush_verifies_through_a_redis_restart_and_a_killed_web_process(tmp_path, throwaway_redis):
     # Rate limits off: a load test is a bot by design (README, "Rate limits").
     env = {
-        "REDIS_URL": redis.url,
+        "REDIS_URL": throwaway_redis.url,
         "RATE_LIMIT_SEAT_ACTIONS": "off",
         "RATE_LIMIT_BOOKINGS": "off",
     }
@@ -91,9 +81,9 @@ def test_rush_verifies_through_a_redis_restart_and_a_killed_web_process(tmp_path
         time.sleep(1.5)
         doomed.stop(signal.SIGKILL)
         time.sleep(2.5)  # its viewers reconnect to the survivor
-        redis.stop()  # as a crash: every subscription and pooled connection breaks
+        throwaway_redis.stop()  # as a crash: every subscription and pooled connection breaks
         time.sleep(1.5)
-        redis.start()  # on the same port, empty
+        throwaway_redis.start()  # on the same port, empty
         redis_back = time.monotonic() - load_started
 
         assert loadtest.wait(timeout=LOAD_SECONDS + 60) == 0, loadtest.stdout.read() + stderr.text()
