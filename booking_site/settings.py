@@ -149,9 +149,11 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------
-# Under ASGI Django serves each request in a thread of its own, so a persistent
-# connection (CONN_MAX_AGE > 0) would be left behind by every request: connections are
-# pooled instead (PostgreSQL), and closed after each request otherwise.
+# A request hands its connection back when it ends (CONN_MAX_AGE=0: request_finished closes
+# it) instead of keeping it in the thread that served it. With PostgreSQL, closing returns it
+# to a pool per process, shared by the WEB_THREADS request threads and the threads where
+# WebSocket consumers and the sweeper query, which replaces connections a database restart
+# dropped (below). With SQLite each request opens and closes its own.
 DATABASES: dict[str, dict[str, Any]] = {
     "default": dict(
         dj_database_url.parse(
@@ -164,11 +166,13 @@ DATABASES: dict[str, dict[str, Any]] = {
         )
     )
 }
+pool_max_size: int | None = None  # no pool (SQLite)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    pool_max_size = env_int("DB_POOL_MAX_SIZE", 20)
     options = DATABASES["default"].setdefault("OPTIONS", {})
     options["pool"] = {
         "min_size": env_int("DB_POOL_MIN_SIZE", 2),
-        "max_size": env_int("DB_POOL_MAX_SIZE", 20),
+        "max_size": pool_max_size,
         # Past this wait for a free connection, a request answers 503 "busy".
         "timeout": env_float("DB_POOL_TIMEOUT", 10),
     }
@@ -187,6 +191,25 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Serving ----------------------------------------------------------------------------
+# HTTP requests run through Django's WSGI handler in this many threads per web process
+# (booking_site/asgi.py); WebSockets stay on the event loop. It bounds the requests a process
+# serves at once: more wait, unread, for a free thread. Each busy thread holds one database
+# connection, so it must not exceed DB_POOL_MAX_SIZE, and had better leave room for the
+# WebSocket consumers' and the sweeper's short queries (a request that finds the pool empty
+# waits up to DB_POOL_TIMEOUT, then answers 503). 16 of the default pool's 20 leaves them 4.
+# Past a few, more threads buy one process little (the GIL) and cost connections: add
+# processes instead.
+WEB_THREADS = env_int("WEB_THREADS", min(16, pool_max_size or 16))
+if WEB_THREADS < 1:
+    raise ImproperlyConfigured("WEB_THREADS must be at least 1.")
+if pool_max_size is not None and pool_max_size < WEB_THREADS:
+    raise ImproperlyConfigured(
+        f"WEB_THREADS ({WEB_THREADS}) must not exceed DB_POOL_MAX_SIZE ({pool_max_size}): "
+        "each request thread holds a database connection, and requests would wait for "
+        "connections instead of threads."
+    )
 
 # --- Channel layer and cache ----------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")

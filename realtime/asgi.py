@@ -17,7 +17,7 @@ from django.utils.module_loading import import_string
 from seats.sweeper import sweep_forever
 
 from .feed import registry
-from .publish import flush_publisher
+from .publish import flush_publisher, serve_from
 from .routing import websocket_urlpatterns
 
 logger = logging.getLogger(__name__)
@@ -76,12 +76,15 @@ class SessionUserMiddleware:
 
 class Lifespan:
     """Runs the hold sweeper inside the web process when there is no separate worker
-    (the embedded default), and leaves channel-layer groups cleanly on shutdown."""
+    (the embedded default), and leaves channel-layer groups cleanly on shutdown. Tells the
+    publisher which event loop serves this process's sockets (also without lifespan events,
+    e.g. under `uvicorn --lifespan off`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        serve_from(asyncio.get_running_loop())
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return

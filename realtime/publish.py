@@ -7,12 +7,15 @@ which publishes the frames in the order they were queued. A frame that cannot be
 the gap from the database through their version checks, the heartbeat and resync.
 
 The in-memory channel layer (one process: the embedded default and the tests) is published
-to at once instead: it never waits on anything, and its queues belong to the server's event
-loop, which `async_to_sync` reaches from a request's thread and a thread of ours would not.
+to at once instead, on the event loop its sockets are served by: it never waits on anything,
+and it is not thread-safe, so its queues and groups must only be touched from that loop. A
+request's thread (a WSGI worker, see booking_site/asgi.py) hands the send to that loop without
+waiting for it.
 """
 
 import asyncio
 import atexit
+import concurrent.futures
 import logging
 import os
 import queue
@@ -44,7 +47,7 @@ QUEUE_CAPACITY = 1000
 MAX_FRAME_AGE = 5.0
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
@@ -162,6 +165,50 @@ def flush_publisher(timeout: float) -> bool:
     return current.flush(timeout) if current is not None else True
 
 
+# The event loop serving this process's sockets (the server's), once the ASGI app has run.
+_server_loop: asyncio.AbstractEventLoop | None = None
+# In-process sends scheduled on the running loop, kept until done (a task nobody references
+# may be garbage-collected mid-flight).
+_in_process_sends: set[asyncio.Task[None]] = set()
+
+
+def serve_from(loop: asyncio.AbstractEventLoop) -> None:
+    """Records the event loop that serves this process's sockets (the ASGI app calls it)."""
+    global _server_loop
+    _server_loop = loop
+
+
+def _log_failed_send(future: "concurrent.futures.Future[None] | asyncio.Task[None]") -> None:
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        logger.error("Could not announce a change in this process: %s", _describe(exc))
+
+
+def _send_in_process(layer: InMemoryChannelLayer, group: str, message: DeltaMessage) -> None:
+    """Group-sends on the in-memory layer from the loop its sockets run on, without waiting.
+
+    From that loop's own thread: a task. From any other thread while the server's loop runs
+    (a WSGI request thread): handed to that loop. With no server (a management command, a
+    test's thread under `sync_to_async`): `async_to_sync`, which runs it on the loop that
+    started this thread, if any, or on a loop of its own.
+    """
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not None:
+        task = running.create_task(layer.group_send(group, message))
+        _in_process_sends.add(task)
+        task.add_done_callback(_in_process_sends.discard)
+        task.add_done_callback(_log_failed_send)
+        return
+    loop = _server_loop
+    if loop is not None and loop.is_running():
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+        future.add_done_callback(_log_failed_send)
+        return
+    async_to_sync(layer.group_send)(group, message)
+
+
 def announce_delta(delta: SeatDelta) -> None:
     """Renders the delta's frame once and hands it on for every process's viewers, without
     waiting for it to be published.
@@ -179,7 +226,7 @@ def announce_delta(delta: SeatDelta) -> None:
         group = event_group(delta["event"])
         layer = get_channel_layer()
         if isinstance(layer, InMemoryChannelLayer):
-            async_to_sync(layer.group_send)(group, message)
+            _send_in_process(layer, group, message)
         else:
             publisher().submit(group, message)
     except Exception:
