@@ -1,0 +1,248 @@
+"""Sessions kept in the database and copied into the cache, so that a signed-in request
+reads its session without a database query (SESSION_ENGINE = "booking_site.sessions").
+
+Like Django's `cached_db`, writes go to the database and then the cache, reads try the cache
+first. Unlike it, a cache that is down or stuck never fails a request: sessions are read
+and written in the database alone until the cache answers again (`copies`, shared with the
+user cache of booking_site.auth_cache), and the outage is logged once, not per request.
+
+A stale copy never brings a dead session back:
+- Signing out, `flush` and `cycle_key` replace the copy with a tombstone before the row is
+  deleted, and copies are filled from the database with `add`, so a request that read the
+  row just before it went cannot put it back.
+- A copy the cache missed during an outage (a tombstone or save that could not be written)
+  cannot be trusted afterwards. Every copy is stamped with the cache's generation, and a
+  process that saw the cache fail starts a new generation before it uses the cache again,
+  which retires every older copy at once: each active session is read from the database
+  once more.
+- A process that saw the outage but died before the cache came back starts no new
+  generation; other processes could then serve a stale copy until it expires, so copies
+  live at most COPY_SECONDS.
+"""
+
+import logging
+import math
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.sessions.backends.db import SessionStore as DBStore
+from django.core.cache import caches
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+# How long a session's copy lives in the cache (less if the session expires sooner).
+COPY_SECONDS = 300
+# What a signed-out session's copy is replaced with.
+DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What the cache holds under a key: `value` if its copy is of the current generation
+    (else None), and what a fill from the database needs to know."""
+
+    value: Any = None
+    # The generation to stamp a fill with; None while the cache is not to be used.
+    generation: str | None = None
+    # Something is stored under the key (a copy of an older generation, say), which a fill
+    # must overwrite instead of adding to an empty key.
+    present: bool = False
+
+    @property
+    def found(self) -> bool:
+        return self.value is not None
+
+
+UNAVAILABLE = Lookup()
+
+
+class CacheCopies:
+    """Copies of database rows in the default cache, each stamped with the generation it
+    was written in. Any cache fault makes the process leave the cache alone for
+    RETRY_SECONDS and then start a new generation before it uses the cache again.
+
+    Every method answers even when the cache does not: a read that cannot be served is a
+    miss, a write that cannot be made is dropped."""
+
+    GENERATION_KEY = "copies:generation"
+    # After a fault, requests skip the cache for this long instead of each waiting out the
+    # cache's socket time-out on a Redis that stopped answering.
+    RETRY_SECONDS = 5.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._probe = threading.Lock()
+        self._outage = False
+        self._failed_at = -math.inf
+
+    def get(self, key: str) -> Lookup:
+        if not self._usable():
+            return UNAVAILABLE
+        try:
+            found = caches["default"].get_many([self.GENERATION_KEY, key])
+            generation = found.get(self.GENERATION_KEY) or self._start_generation()
+        except Exception as exc:  # whatever the backend raises while it is down
+            self._failed(exc)
+            return UNAVAILABLE
+        entry = found.get(key)
+        if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == generation:
+            return Lookup(value=entry[1], generation=generation, present=True)
+        return Lookup(generation=generation, present=entry is not None)
+
+    def fill(self, key: str, value: Any, timeout: int, lookup: Lookup) -> None:
+        """Copies a row just read from the database after `lookup` found no copy to use.
+        An empty key is only filled if it still is, so a copy or tombstone another request
+        wrote meanwhile stays."""
+        if lookup.generation is None or timeout <= 0 or not self._usable():
+            return
+        cache = caches["default"]
+        entry = (lookup.generation, value)
+        try:
+            if lookup.present:
+                cache.set(key, entry, timeout)
+            else:
+                cache.add(key, entry, timeout)
+        except Exception as exc:
+            self._failed(exc)
+
+    def set(self, key: str, value: Any, timeout: int) -> None:
+        if timeout <= 0 or not self._usable():
+            return
+        cache = caches["default"]
+        try:
+            generation = cache.get(self.GENERATION_KEY) or self._start_generation()
+            cache.set(key, (generation, value), timeout)
+        except Exception as exc:
+            self._failed(exc)
+
+    def delete(self, key: str) -> None:
+        if not self._usable():
+            return
+        try:
+            caches["default"].delete(key)
+        except Exception as exc:
+            self._failed(exc)
+
+    def reset(self) -> None:
+        """Forgets any outage (tests: each starts with a cache that has not failed)."""
+        with self._lock:
+            self._outage = False
+            self._failed_at = -math.inf
+
+    def _start_generation(self) -> str:
+        """The generation, made now if the cache has none (it was emptied or restarted)."""
+        cache = caches["default"]
+        cache.add(self.GENERATION_KEY, secrets.token_hex(8), None)
+        generation = cache.get(self.GENERATION_KEY)
+        if not generation:
+            raise RuntimeError("the cache dropped the copies' generation as soon as it was set")
+        return str(generation)
+
+    def _usable(self) -> bool:
+        if not self._outage:
+            return True
+        if time.monotonic() - self._failed_at < self.RETRY_SECONDS:
+            return False
+        # One request finds out whether the cache is back; the others keep to the database.
+        if not self._probe.acquire(blocking=False):
+            return False
+        try:
+            # Copies written before or during the outage may be stale: retire them all.
+            caches["default"].set(self.GENERATION_KEY, secrets.token_hex(8), None)
+        except Exception as exc:
+            self._failed(exc)
+            return False
+        finally:
+            self._probe.release()
+        with self._lock:
+            self._outage = False
+        logger.info("The cache answers again: sessions and users are read from it again")
+        return True
+
+    def _failed(self, exc: Exception) -> None:
+        with self._lock:
+            first = not self._outage
+            self._outage = True
+            self._failed_at = time.monotonic()
+        if first:
+            logger.warning(
+                "The cache is unreachable (%s: %s): sessions and users are read from the "
+                "database until it answers",
+                type(exc).__name__,
+                exc,
+            )
+
+
+copies = CacheCopies()
+
+
+def _copy_seconds(expiry_age: int) -> int:
+    return min(COPY_SECONDS, expiry_age)
+
+
+class SessionStore(DBStore):
+    """Django's database sessions, read from their cache copies when they can be."""
+
+    cache_key_prefix = "session:"
+
+    def _copy_key(self, session_key: str) -> str:
+        return self.cache_key_prefix + session_key
+
+    def load(self) -> dict[str, Any]:
+        if self.session_key is None:
+            return {}
+        key = self._copy_key(self.session_key)
+        lookup = copies.get(key)
+        if lookup.value == DEAD:
+            self._session_key = None  # as for a row that is gone: a new key on save
+            return {}
+        if lookup.found:
+            data: dict[str, Any] = lookup.value
+            return data
+        row = self.model.objects.filter(
+            session_key=self.session_key, expire_date__gt=timezone.now()
+        ).first()
+        if row is None:
+            self._session_key = None
+            return {}
+        data = self.decode(row.session_data)
+        copies.fill(key, data, _copy_seconds(self.get_expiry_age(expiry=row.expire_date)), lookup)
+        return data
+
+    def save(self, must_create: bool = False) -> None:
+        if self.session_key is None:
+            # create() comes back here with a key, which saves the copy (once).
+            return self.create()
+        super().save(must_create)
+        copies.set(
+            self._copy_key(self.session_key),
+            dict(self.items()),
+            _copy_seconds(self.get_expiry_age()),
+        )
+
+    def delete(self, session_key: str | None = None) -> None:
+        session_key = session_key or self.session_key
+        if session_key is None:
+            return
+        key = self._copy_key(session_key)
+        # The tombstone goes first, so no request can copy the row back in while it is
+        # deleted; and again after, over a save that raced the deletion.
+        copies.set(key, DEAD, COPY_SECONDS)
+        super().delete(session_key)
+        copies.set(key, DEAD, COPY_SECONDS)
+
+    # Django's async session API (async views, `alogout`) takes the same paths as the
+    # sync one, so its writes reach the cache copies too.
+    async def aload(self) -> dict[str, Any]:
+        return await sync_to_async(self.load)()
+
+    async def asave(self, must_create: bool = False) -> None:
+        await sync_to_async(self.save)(must_create)
+
+    async def adelete(self, session_key: str | None = None) -> None:
+        await sync_to_async(self.delete)(session_key)
