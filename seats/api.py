@@ -234,19 +234,25 @@ def create_booking(request: HttpRequest, event_id: int) -> HttpResponse:
 
     def book_seats() -> HttpResponse:
         body = _json_body(request)
-        event = _visible_event(request, event_id)
         hold_id = None
         if body.get("hold") is not None:
             hold_id = parse_id(body["hold"])
             if hold_id is None or isinstance(body["hold"], str):
                 raise InvalidRequest('"hold" must be a hold id.')
+        # The service reads the event itself (a draft the customer may not see is 404, as
+        # in _visible_event): on PostgreSQL the whole booking is one statement.
         booking = services.book_seats(
-            customer=customer, event_id=event.pk, seat_ids=_seats_field(body), hold_id=hold_id
+            customer=customer,
+            event_id=event_id,
+            seat_ids=_seats_field(body),
+            hold_id=hold_id,
+            hide_drafts=not customer.is_staff,
         )
+        assert booking.booked_seat_ids is not None  # set by book_seats
         return JsonResponse(
             {
                 "booking": booking.pk,
-                "seats": sorted(booking.items.values_list("seat_id", flat=True)),
+                "seats": sorted(booking.booked_seat_ids),
                 "total": str(booking.total),
             },
             status=201,

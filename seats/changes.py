@@ -137,7 +137,7 @@ def commit_transitions(
     for record in records:
         record.version = version
     SeatChange.objects.bulk_create(records)
-    _announce_on_commit(
+    announce_on_commit(
         {
             "event": event_id,
             "version": version,
@@ -152,7 +152,7 @@ def commit_sale_state(*, event_id: int, sale_state: str) -> int:
     """Call inside a transaction that has just changed the event's sale state: bumps the
     version and announces the new state to live viewers after commit. Returns the version."""
     version, counts = bump_event_version(event_id=event_id, require_on_sale=False)
-    _announce_on_commit(
+    announce_on_commit(
         {
             "event": event_id,
             "version": version,
@@ -164,6 +164,8 @@ def commit_sale_state(*, event_id: int, sale_state: str) -> int:
     return version
 
 
-def _announce_on_commit(delta: SeatDelta) -> None:
+def announce_on_commit(delta: SeatDelta) -> None:
+    """Announces the delta to live viewers once the transaction commits (at once outside
+    a transaction, as after a statement that committed on its own)."""
     # robust: a failing receiver is logged and never fails the request that committed.
     transaction.on_commit(partial(seats_changed.send, sender=SeatDelta, delta=delta), robust=True)

@@ -47,6 +47,23 @@ def is_transient_database_fault(exc: BaseException) -> bool:
     return False
 
 
+def lock_timeout() -> str:
+    """The lock_timeout of every write transaction, as PostgreSQL's set_config takes it."""
+    return f"{settings.BOOKING_LOCK_TIMEOUT_MS}ms"
+
+
+@contextmanager
+def transient_faults_as_busy() -> Iterator[None]:
+    """Raises Busy for a transient database fault (`is_transient_database_fault`) inside:
+    a lock not had in time, a lost connection, a deadlock."""
+    try:
+        yield
+    except Error as exc:
+        if is_transient_database_fault(exc):
+            raise Busy("These seats are busy right now; please try again.") from exc
+        raise
+
+
 @contextmanager
 def locked_transaction() -> Iterator[None]:
     """A transaction whose lock waits end after BOOKING_LOCK_TIMEOUT_MS.
@@ -54,19 +71,11 @@ def locked_transaction() -> Iterator[None]:
     Raises Busy, the transaction rolled back, when a lock could not be had in time or
     another transient database fault (`is_transient_database_fault`) ended it.
     """
-    try:
-        with transaction.atomic():
-            if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT set_config('lock_timeout', %s, true)",
-                        [f"{settings.BOOKING_LOCK_TIMEOUT_MS}ms"],
-                    )
-            yield
-    except Error as exc:
-        if is_transient_database_fault(exc):
-            raise Busy("These seats are busy right now; please try again.") from exc
-        raise
+    with transient_faults_as_busy(), transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [lock_timeout()])
+        yield
 
 
 def _require_transaction() -> None:

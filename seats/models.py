@@ -212,6 +212,10 @@ class Booking(models.Model):
     created_at = models.DateTimeField()
     cancelled_at = models.DateTimeField(null=True, blank=True)
 
+    # The seats book_seats sold in this booking, set on the instance it returns (so its
+    # answer needs no query); None on instances loaded from the database.
+    booked_seat_ids: list[int] | None = None
+
     class Meta:
         ordering = ["-created_at", "-id"]
 

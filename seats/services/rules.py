@@ -164,11 +164,16 @@ def check_seat_limit(*, customer_id: int, event: Event, adding: list[Seat], now:
     counts = Event.objects.filter(pk=event.pk).values_list(_count_of(held), _count_of(booked))
     owned = sum(counts.get())
     if owned + len(adding) > event.max_seats_per_customer:
-        raise LimitExceeded(
-            f"You can have at most {event.max_seats_per_customer} seats for this event "
-            f"(you have {owned}).",
-            seats=[s.pk for s in adding],
+        raise limit_exceeded(
+            maximum=event.max_seats_per_customer, owned=owned, seats=[s.pk for s in adding]
         )
+
+
+def limit_exceeded(*, maximum: int, owned: int, seats: Iterable[int]) -> LimitExceeded:
+    """The refusal of seats past the customer's limit for the event."""
+    return LimitExceeded(
+        f"You can have at most {maximum} seats for this event (you have {owned}).", seats=seats
+    )
 
 
 def _count_of(queryset: QuerySet[Any]) -> Func:

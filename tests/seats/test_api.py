@@ -10,7 +10,7 @@ from seats.errors import Busy
 from seats.models import Seat
 from tests.conftest import make_event
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("booking_path")]
 
 
 def send(client, method, url, body=None, *, raw=None):

@@ -135,7 +135,9 @@ def test_fifty_customers_each_holding_one_of_five_seats_one_wins_per_seat(custom
 
 
 @pytest.mark.parametrize("one_each", [False, True], ids=["all-five", "one-of-five"])
-def test_fifty_customers_booking_directly_sell_each_seat_once(customers, event, five, one_each):
+def test_fifty_customers_booking_directly_sell_each_seat_once(
+    customers, event, five, one_each, booking_path
+):
     wanted = [[five[i % 5]] if one_each else five for i in range(CUSTOMERS)]
     winners = 5 if one_each else 1
 
@@ -169,7 +171,7 @@ OVERLAPPING = [
 
 @pytest.mark.parametrize("service", ["hold", "book"])
 def test_overlapping_requests_in_opposite_orders_neither_deadlock_nor_double_sell(
-    customers, event, five, service
+    customers, event, five, service, booking_path
 ):
     call = hold_call if service == "hold" else book_call
     wanted = [[five[n - 1] for n in OVERLAPPING[i % len(OVERLAPPING)]] for i in range(CUSTOMERS)]
@@ -222,7 +224,7 @@ def test_without_the_row_locks_the_same_seats_are_held_by_many(
 
 
 def test_without_the_row_locks_the_database_still_refuses_a_double_sale(
-    customers, event, five, without_row_locks, caplog
+    customers, event, five, python_bookings, without_row_locks, caplog
 ):
     """The unique constraint on active booked seats is the last line of defence: the losers
     are told the seats are gone (409), and every refusal is logged as the bug it is."""
@@ -261,7 +263,7 @@ def test_a_seat_locked_too_long_answers_busy_and_changes_nothing(
 
 
 def test_taking_a_seat_from_an_expired_hold_while_the_sweeper_runs_does_not_deadlock(
-    alice, bob, event, five, monkeypatch
+    alice, bob, event, five, python_bookings, monkeypatch
 ):
     past = timezone.now() - timedelta(hours=1)
     expired = services.hold_seats(customer=alice, event_id=event.pk, seat_ids=five[:1], now=past)
@@ -341,7 +343,7 @@ def test_one_busy_event_does_not_keep_the_sweeper_from_the_others(alice, bob, ve
 @pytest.mark.parametrize("alices_clock", ["read-before-the-expiry", "running-behind"])
 @pytest.mark.parametrize("takeover", ["hold", "book"])
 def test_a_seat_added_while_the_emptied_hold_is_being_ended_is_never_left_under_an_ended_hold(
-    alice, bob, event, five, client, monkeypatch, takeover, alices_clock
+    alice, bob, event, five, client, python_bookings, monkeypatch, takeover, alices_clock
 ):
     """Alice's hold has expired and Bob takes its last seat. Inside Bob's transaction, after
     he wrote the seat and just before he locks Alice's emptied hold to end it, Alice's request

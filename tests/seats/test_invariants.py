@@ -318,7 +318,7 @@ class SeatStory(RuleBasedStateMachine):
         assert replayed == {pk: state for pk, state, _ in seats}, "the log disagrees"
 
 
-def test_any_sequence_of_actions_keeps_the_invariants(venue):
+def test_any_sequence_of_actions_keeps_the_invariants(venue, booking_path):
     event = make_event(
         venue,
         rows=2,

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_booking_announces_exactly_one_delta(
-    alice, event, seat_ids, now, event_listener, django_capture_on_commit_callbacks
+    booking_path, alice, event, seat_ids, now, event_listener, django_capture_on_commit_callbacks
 ):
     received = event_listener(event.pk)
 
@@ -34,7 +34,14 @@ def test_a_booking_announces_exactly_one_delta(
 
 
 def test_a_refused_request_announces_nothing(
-    alice, bob, event, seat_ids, now, event_listener, django_capture_on_commit_callbacks
+    booking_path,
+    alice,
+    bob,
+    event,
+    seat_ids,
+    now,
+    event_listener,
+    django_capture_on_commit_callbacks,
 ):
     services.book_seats(customer=alice, event_id=event.pk, seat_ids=seat_ids[:1], now=now)
     received = event_listener(event.pk)
@@ -50,6 +57,7 @@ def test_a_refused_request_announces_nothing(
 
 
 def test_a_service_that_fails_after_writing_rolls_back_and_announces_nothing(
+    python_bookings,
     alice,
     event,
     seat_ids,
@@ -62,13 +70,13 @@ def test_a_service_that_fails_after_writing_rolls_back_and_announces_nothing(
     before = db_state()
     received = event_listener(event.pk)
 
-    queue_announcement = changes._announce_on_commit
+    queue_announcement = changes.announce_on_commit
 
     def queue_then_fail(delta):
         queue_announcement(delta)
         raise RuntimeError("failure after the seats were written and the announcement queued")
 
-    monkeypatch.setattr(changes, "_announce_on_commit", queue_then_fail)
+    monkeypatch.setattr(changes, "announce_on_commit", queue_then_fail)
     with (
         django_capture_on_commit_callbacks(execute=True) as callbacks,
         pytest.raises(RuntimeError),

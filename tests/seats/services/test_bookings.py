@@ -14,7 +14,7 @@ from seats.errors import (
 from seats.models import BookingSeat, Hold, Seat
 from tests.seats.helpers import states
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("booking_path")]
 
 HOUR = timedelta(hours=1)
 
