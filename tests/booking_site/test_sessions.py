@@ -24,7 +24,14 @@ def cached_auth(request, settings):
     """The cached session engine and user backend, on the local-memory cache or on the
     Redis of REDIS_URL (settings, with this test's own key prefix)."""
     if request.param == "locmem":
-        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        # This test's own key prefix (conftest), so no other test's counters or copies count.
+        prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                "KEY_PREFIX": prefix,
+            }
+        }
     use_cached_auth(settings)
     return request.param
 
@@ -96,8 +103,12 @@ def test_a_signed_in_api_request_reads_no_session_or_user_row(cached_auth, clien
 
 
 @pytest.mark.django_db
-def test_without_the_engine_each_request_reads_the_session_and_the_user(client, alice, event):
-    """The control: Django's database sessions and ModelBackend, as configured before."""
+def test_without_the_engine_each_request_reads_the_session_and_the_user(
+    settings, client, alice, event
+):
+    """The control: Django's database sessions and ModelBackend."""
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
+    settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
     sign_in(client, alice)
 
     with CaptureQueriesContext(connection) as queries:
