@@ -218,6 +218,9 @@ class Booking(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # The seat limit counts a customer's bookings of one event on every hold and
+        # booking: without it the count scans the event's (or the customer's) bookings.
+        indexes = [models.Index(fields=["customer", "event"], name="booking_customer_event")]
 
     def __str__(self) -> str:
         return f"Booking {self.pk} by {self.customer} for {self.event}"

@@ -35,6 +35,7 @@ DECLARE
     v_locked bigint[] := '{}';
     v_states text[] := '{}';
     v_holds bigint[] := '{}';
+    v_prices numeric[] := '{}';
     v_missing bigint[];
     v_mine bigint[] := '{}';
     v_free bigint[] := '{}';
@@ -106,11 +107,15 @@ BEGIN
         v_locked := v_locked || v_row.id;
         v_states := v_states || v_row.state::text;
         v_holds := v_holds || v_row.hold_id;
+        v_prices := v_prices || v_row.price;
         v_total := v_total + v_row.price;
+        IF v_row.state = 'held' THEN
+            v_was_held := v_was_held + 1;  -- counters follow the stored state
+        END IF;
     END LOOP;
-    SELECT array_agg(i ORDER BY i) INTO v_missing FROM unnest(v_ids) AS i
-     WHERE NOT (i = ANY(v_locked));
-    IF v_missing IS NOT NULL THEN
+    IF cardinality(v_locked) < cardinality(v_ids) THEN  -- the ids come without repeats
+        SELECT array_agg(i ORDER BY i) INTO v_missing FROM unnest(v_ids) AS i
+         WHERE NOT (i = ANY(v_locked));
         RAISE EXCEPTION USING ERRCODE = 'SL001', MESSAGE = 'refused',
             DETAIL = jsonb_build_object('code', 'unknown_seats', 'seats', v_missing)::text;
     END IF;
@@ -163,28 +168,31 @@ BEGIN
     VALUES (p_event, p_customer, v_now, v_total, NULL) RETURNING id INTO v_booking;
     -- The partial unique index one_active_booking_per_seat is the last line of defence.
     INSERT INTO seats_bookingseat (booking_id, seat_id, price, active)
-    SELECT v_booking, s.id, s.price, true FROM seats_seat s WHERE s.id = ANY(v_locked)
-     ORDER BY s.id;
+    SELECT v_booking, seat, price, true FROM unnest(v_locked, v_prices) AS b(seat, price);
 
-    -- Counters follow the stored state (an unswept expired hold is still stored "held").
-    FOR i IN 1 .. cardinality(v_locked) LOOP
-        IF v_states[i] = 'held' THEN
-            v_was_held := v_was_held + 1;
-        END IF;
-    END LOOP;
-
-    UPDATE seats_seat SET state = 'sold', hold_id = NULL WHERE id = ANY(v_locked);
+    WITH sold AS (
+        UPDATE seats_seat SET state = 'sold', hold_id = NULL WHERE id = ANY(v_locked)
+        RETURNING id, section, row_label, number, x, y, price, state, wheelchair, companion,
+                  restricted_view
+    )
+    SELECT jsonb_agg(jsonb_build_object(
+               'id', id, 'section', section, 'row_label', row_label, 'number', number,
+               'x', x, 'y', y, 'price', price::text, 'state', state, 'wheelchair', wheelchair,
+               'companion', companion, 'restricted_view', restricted_view) ORDER BY id)
+      INTO v_seats FROM sold;
 
     -- End the holds the seats left empty, without waiting for a hold's lock (that would
     -- break the lock order): whoever holds it ends it or keeps it. Lapsed ones expired; the
     -- customer's own was booked.
-    UPDATE seats_hold h
-       SET ended_at = v_now,
-           end_reason = CASE WHEN h.id = v_hold_id THEN 'booked' ELSE 'expired' END
-     WHERE h.id IN (SELECT l.id FROM seats_hold l
-                     WHERE (l.id = ANY(v_replaced) OR l.id = v_hold_id) AND l.ended_at IS NULL
-                       FOR UPDATE SKIP LOCKED)
-       AND NOT EXISTS (SELECT 1 FROM seats_seat s WHERE s.hold_id = h.id);
+    IF cardinality(v_replaced) > 0 OR v_hold_id IS NOT NULL THEN
+        UPDATE seats_hold h
+           SET ended_at = v_now,
+               end_reason = CASE WHEN h.id = v_hold_id THEN 'booked' ELSE 'expired' END
+         WHERE h.id IN (SELECT l.id FROM seats_hold l
+                         WHERE l.id = ANY(array_append(v_replaced, v_hold_id)) AND l.ended_at IS NULL
+                           FOR UPDATE SKIP LOCKED)
+           AND NOT EXISTS (SELECT 1 FROM seats_seat s WHERE s.hold_id = h.id);
+    END IF;
 
     -- The event row lock comes last and is held only for this and the commit. Sales may
     -- have closed since the first read: checked again under the lock.
@@ -207,14 +215,6 @@ BEGIN
            CASE WHEN v_locked[i] = ANY(v_mine) THEN v_states[i] ELSE 'available' END,
            'sold', v_row.version, v_now, p_customer, 'book'
       FROM generate_subscripts(v_locked, 1) AS i ORDER BY i;
-
-    SELECT jsonb_agg(jsonb_build_object(
-               'id', s.id, 'section', s.section, 'row_label', s.row_label,
-               'number', s.number, 'x', s.x, 'y', s.y, 'price', s.price::text,
-               'state', s.state, 'wheelchair', s.wheelchair, 'companion', s.companion,
-               'restricted_view', s.restricted_view) ORDER BY s.id)
-      INTO v_seats
-      FROM seats_seat s WHERE s.id = ANY(v_locked);
 
     RETURN jsonb_build_object(
         'booking', v_booking, 'created_at', v_now, 'total', v_total::text,
