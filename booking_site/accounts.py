@@ -11,6 +11,7 @@ answer is a plain 429 page with Retry-After.
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
@@ -36,7 +37,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         form = UserCreationForm(request.POST)
         if form.is_valid():
             user = form.save()
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
             hold_seat_picked_signed_out(request, user)
             return redirect(next_url or "event-list")
         ratelimits.give_back(decision)

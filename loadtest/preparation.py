@@ -88,7 +88,7 @@ def session_cookies(usernames: list[str]) -> list[dict[str, str]]:
         user = users[username]
         session = store()
         session[SESSION_KEY] = str(user.pk)
-        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
         session.create()
         assert session.session_key is not None  # create() saved it under a new key
