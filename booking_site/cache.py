@@ -11,8 +11,24 @@ pool is thread-safe and replaces its connections after a fork.
 import threading
 from typing import Any, ClassVar
 
+import redis
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.utils.functional import cached_property
+
+
+class ReusedClientRedisCacheClient(RedisCacheClient):
+    """Django's client, keeping one redis.Redis per pool instead of building one per call
+    (redis-py 8's constructor is ~6% of a signed-in request's interpreter time)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clients: dict[bool, redis.Redis] = {}
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> redis.Redis:
+        client = self._clients.get(write)
+        if client is None:
+            client = self._clients[write] = super().get_client(key, write=write)
+        return client
 
 
 class SharedPoolRedisCache(RedisCache):
@@ -27,7 +43,7 @@ class SharedPoolRedisCache(RedisCache):
         with self._clients_lock:
             client = self._clients.get(key)
             if client is None:
-                client = self._class(servers, **options)  # type: ignore[attr-defined]
+                client = ReusedClientRedisCacheClient(servers, **options)
                 self._clients[key] = client
             return client
 
