@@ -72,25 +72,25 @@ def book_seats(
         )
     event = rules.get_event(event_id)
     if hide_drafts and event.sale_state == Event.SaleState.DRAFT:
-        raise NotFound("No such event.")
+        raise _refused("no_event")
     rules.require_on_sale(event)
     with locking.locked_transaction():
         locking.lock_customer(customer.pk)
         hold = lock_open_hold(customer_id=customer.pk, event_id=event.pk, now=rules.clock(now))
         if hold_id is not None and (hold is None or hold.pk != hold_id):
             if not Hold.objects.filter(pk=hold_id, customer=customer, event=event).exists():
-                raise NotFound("No such hold.")  # as for someone else's: existence not leaked
-            raise Conflict("That hold is not active (it may have expired or been booked).")
+                raise _refused("no_hold")  # as for someone else's: existence not leaked
+            raise _refused("hold_not_active")
         if ids is None:
             assert hold is not None  # hold_id matched the open hold
             ids = list(hold.seats.values_list("pk", flat=True))
             if not ids:
-                raise Conflict("Your hold has no seats left to book.")
+                raise _refused("hold_empty")
         seats = rules.lock_event_seats(event.pk, ids)
         at = rules.clock(now)  # read after the lock waits: an expiry passed meanwhile counts
         if hold is not None and not hold.is_active(at):
             if hold_id is not None:
-                raise Conflict("Your hold has expired.")
+                raise _refused("hold_expired")
             hold = None  # booking seats directly: a hold that lapsed meanwhile is no hold
         free, mine = rules.claim_seats(seats, own_hold=hold, now=at)
         rules.check_seat_limit(customer_id=customer.pk, event=event, adding=free, now=at)
@@ -118,9 +118,7 @@ def book_seats(
 
 def bookings_in_database() -> bool:
     """Whether book_seats runs as the database function (PostgreSQL, BOOKINGS_IN_DATABASE)."""
-    return connection.vendor == "postgresql" and bool(
-        getattr(settings, "BOOKINGS_IN_DATABASE", True)
-    )
+    return connection.vendor == "postgresql" and settings.BOOKINGS_IN_DATABASE
 
 
 # The SQLSTATE seatline_book_seats raises a refusal with; its detail is JSON.
@@ -216,28 +214,34 @@ def _refusal(exc: DatabaseError) -> BookingError | None:
     detail = json.loads(getattr(getattr(cause, "diag", None), "message_detail", "") or "{}")
     code = detail.get("code")
     seats = detail.get("seats") or []
-    if code == "no_event":
-        return NotFound("No such event.")
+    if code in _REFUSALS:
+        return _refused(code, seats=seats)
     if code == "sale_not_open":
         state = Event.SaleState(detail["sale_state"]).label.lower()
         return SaleNotOpen(f"Sales for {detail['name']} are {state}.")
-    if code == "sale_closed":
-        return SaleNotOpen("Sales for this event are not open.")
-    if code == "no_hold":
-        return NotFound("No such hold.")
-    if code == "hold_not_active":
-        return Conflict("That hold is not active (it may have expired or been booked).")
-    if code == "hold_empty":
-        return Conflict("Your hold has no seats left to book.")
-    if code == "hold_expired":
-        return Conflict("Your hold has expired.")
-    if code == "unknown_seats":
-        return UnknownSeats("These seats are not part of this event.", seats=seats)
-    if code == "seats_unavailable":
-        return SeatsUnavailable("Some of these seats are no longer available.", seats=seats)
     if code == "limit_exceeded":
         return rules.limit_exceeded(maximum=detail["max"], owned=detail["owned"], seats=seats)
     raise ValueError(f"seatline_book_seats refused with an unknown code: {detail!r}")
+
+
+def _refused(code: str, *, seats: Sequence[int] = ()) -> BookingError:
+    """The refusal `code` of both paths (the database function names its own by code)."""
+    error, message = _REFUSALS[code]
+    return error(message, seats=seats)
+
+
+# Refusals whose answer is fixed, by the code the database function raises them with; the
+# seat rules shared with holds raise theirs in seats.services.rules.
+_REFUSALS: dict[str, tuple[type[BookingError], str]] = {
+    "no_event": (NotFound, "No such event."),
+    "sale_closed": (SaleNotOpen, "Sales for this event are not open."),
+    "no_hold": (NotFound, "No such hold."),
+    "hold_not_active": (Conflict, "That hold is not active (it may have expired or been booked)."),
+    "hold_empty": (Conflict, "Your hold has no seats left to book."),
+    "hold_expired": (Conflict, "Your hold has expired."),
+    "unknown_seats": (UnknownSeats, "These seats are not part of this event."),
+    "seats_unavailable": (SeatsUnavailable, "Some of these seats are no longer available."),
+}
 
 
 def _record_booked_seats(booking: Booking, seats: list[Seat]) -> None:
