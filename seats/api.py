@@ -126,10 +126,15 @@ def _once(
     request: HttpRequest,
     limit: Callable[[], ratelimits.Decision],
     write: Callable[[], HttpResponse],
+    write_once: Callable[[idempotency.Claim], HttpResponse] | None = None,
 ) -> HttpResponse:
     """Counts the request against `limit` and runs the write; or, with an Idempotency-Key
     header, answers it once per key: a retry gets the first answer again, refusals included
     (see seats.idempotency), without being counted against `limit`.
+
+    `write_once`, if given, is the write storing its own answer under the key in the
+    statement that writes (a booking on PostgreSQL): tried first, it leaves only a refusal,
+    which it does not store, to the transaction of `idempotency.respond_once`.
 
     Raises RateLimited if the request would run but is over the limit."""
     key = idempotency.key_from(request)
@@ -142,6 +147,17 @@ def _once(
     if stored is not None:
         return stored
     ratelimits.enforce(limit())
+    if write_once is not None:
+        try:
+            return write_once(
+                idempotency.Claim(customer_id=customer_id, key=key, fingerprint=fingerprint)
+            )
+        except idempotency.Replayed as replayed:
+            return replayed.response
+        except (Busy, idempotency.IdempotencyMismatch):
+            raise  # Busy is not kept; a mismatch is not this request's to answer
+        except BookingError:
+            pass  # refused, with nothing written: answered and stored below
 
     def respond() -> HttpResponse:
         try:
@@ -232,7 +248,7 @@ def create_booking(request: HttpRequest, event_id: int) -> HttpResponse:
     def limit() -> ratelimits.Decision:
         return ratelimits.booking(customer_id=customer.pk)
 
-    def book_seats() -> HttpResponse:
+    def book_seats(once: idempotency.Claim | None = None) -> HttpResponse:
         body = _json_body(request)
         hold_id = None
         if body.get("hold") is not None:
@@ -247,7 +263,10 @@ def create_booking(request: HttpRequest, event_id: int) -> HttpResponse:
             seat_ids=_seats_field(body),
             hold_id=hold_id,
             hide_drafts=not customer.is_staff,
+            once=once,
         )
+        if booking.answer is not None:
+            return idempotency.answer(booking.answer, 201)
         assert booking.booked_seat_ids is not None  # set by book_seats
         return JsonResponse(
             {
@@ -258,7 +277,8 @@ def create_booking(request: HttpRequest, event_id: int) -> HttpResponse:
             status=201,
         )
 
-    return _once(request, limit, book_seats)
+    in_one_statement = services.bookings_in_database()
+    return _once(request, limit, book_seats, write_once=book_seats if in_one_statement else None)
 
 
 @api_view("DELETE")

@@ -22,6 +22,7 @@ deletes them.
 import hashlib
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -45,6 +46,42 @@ class IdempotencyMismatch(BookingError):
 
     status = 422
     code = "idempotency_mismatch"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A write's Idempotency-Key, for a write that stores its answer itself, in the statement
+    that writes (on PostgreSQL, a booking: seats.services.book_seats with `once`)."""
+
+    customer_id: int
+    key: str
+    fingerprint: str
+
+    def expired_before(self, now: datetime) -> datetime:
+        """Keys created at or before this are as good as unused."""
+        return now - ttl()
+
+
+class Replayed(Exception):
+    """The key was answered meanwhile (a concurrent copy of the request committed first):
+    `response` is that answer, replayed; nothing was written."""
+
+    def __init__(self, response: HttpResponse) -> None:
+        super().__init__("answered before")
+        self.response = response
+
+
+def stored(*, fingerprint: str, stored_fingerprint: str, status: int, body: str) -> HttpResponse:
+    """The answer stored under a key, replayed to a request with `fingerprint`. Raises
+    IdempotencyMismatch if the key was stored for another request."""
+    _check_fingerprint(stored_fingerprint, fingerprint)
+    return _replay(status, body)
+
+
+def answer(body: str, status: int) -> HttpResponse:
+    """The first answer to a write whose JSON answer was stored as `body`: a retry is
+    answered with the same bytes."""
+    return HttpResponse(body, status=status, content_type="application/json")
 
 
 def key_from(request: HttpRequest) -> str | None:
@@ -83,8 +120,13 @@ def stored_answer(
     )
     if record is None or _expired(record, now or timezone.now()):
         return None
-    _check_fingerprint(record, fingerprint)
-    return _replay(record)
+    assert record.status is not None  # filtered on
+    return stored(
+        fingerprint=fingerprint,
+        stored_fingerprint=record.fingerprint,
+        status=record.status,
+        body=record.body,
+    )
 
 
 def respond_once(
@@ -107,9 +149,9 @@ def respond_once(
     at = now or timezone.now()
     with locking.locked_transaction():
         record = _claim(customer_id=customer_id, key=key, fingerprint=fingerprint, now=at)
-        _check_fingerprint(record, fingerprint)
+        _check_fingerprint(record.fingerprint, fingerprint)
         if record.status is not None:
-            return _replay(record)
+            return _replay(record.status, record.body)
         response = respond()
         record.status = response.status_code
         record.body = response.content.decode()
@@ -147,13 +189,13 @@ def _expired(record: IdempotencyKey, now: datetime) -> bool:
     return record.created_at <= now - ttl()
 
 
-def _check_fingerprint(record: IdempotencyKey, fingerprint: str) -> None:
-    if record.fingerprint != fingerprint:
+def _check_fingerprint(stored_fingerprint: str, fingerprint: str) -> None:
+    if stored_fingerprint != fingerprint:
         raise IdempotencyMismatch(f"This {HEADER} was already used for another request.")
 
 
-def _replay(record: IdempotencyKey) -> HttpResponse:
-    response = HttpResponse(record.body, status=record.status, content_type="application/json")
+def _replay(status: int, body: str) -> HttpResponse:
+    response = answer(body, status)
     response[REPLAYED_HEADER] = "true"
     return response
 

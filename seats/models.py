@@ -215,6 +215,9 @@ class Booking(models.Model):
     # The seats book_seats sold in this booking, set on the instance it returns (so its
     # answer needs no query); None on instances loaded from the database.
     booked_seat_ids: list[int] | None = None
+    # The API's answer (JSON), when book_seats stored it under an Idempotency-Key in the
+    # booking's own statement (`once`); None otherwise.
+    answer: str | None = None
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -15,7 +15,7 @@ from .best_available import (
     hold_best_available_groups,
     parse_best_available,
 )
-from .bookings import book_seats, cancel_booking
+from .bookings import book_seats, bookings_in_database, cancel_booking
 from .holds import Toggled, expire_holds, hold_seats, release_hold, toggle_seat
 from .seat_maps import SectionSpec, generate_seat_map, row_label
 from .staff import block_seats, set_sale_state, unblock_seats
@@ -29,6 +29,7 @@ __all__ = [
     "Toggled",
     "block_seats",
     "book_seats",
+    "bookings_in_database",
     "cancel_booking",
     "clean_seat_ids",
     "expire_holds",

@@ -21,7 +21,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from events.models import Event
 
-from .. import changes, locking
+from .. import changes, idempotency, locking
 from ..errors import (
     BookingError,
     Conflict,
@@ -48,6 +48,7 @@ def book_seats(
     hold_id: int | None = None,
     now: datetime | None = None,
     hide_drafts: bool = False,
+    once: idempotency.Claim | None = None,
 ) -> Booking:
     """Books the seats for the customer: seats they hold, or available seats directly.
 
@@ -55,6 +56,12 @@ def book_seats(
     hold that are not booked stay held. `hide_drafts` answers a draft event as NotFound (as
     the API does for customers), not SaleNotOpen. Returns the booking, with
     `booked_seat_ids` set.
+
+    `once` (only where bookings_in_database()): the request's Idempotency-Key, claimed in
+    the same statement, which stores the API's answer with the booking and sets it as the
+    booking's `answer`. Raises idempotency.Replayed if the key was answered meanwhile and
+    IdempotencyMismatch if it answered another request; a refusal stores nothing.
+
     Raises InvalidRequest, NotFound, UnknownSeats, SaleNotOpen, SeatsUnavailable,
     LimitExceeded, Conflict or Busy.
     """
@@ -69,7 +76,10 @@ def book_seats(
             hold_id=hold_id,
             now=now,
             hide_drafts=hide_drafts,
+            once=once,
         )
+    if once is not None:
+        raise ValueError("Only the database function stores an answer with the booking")
     event = rules.get_event(event_id)
     if hide_drafts and event.sale_state == Event.SaleState.DRAFT:
         raise _refused("no_event")
@@ -133,26 +143,22 @@ def _book_in_database(
     hold_id: int | None,
     now: datetime | None,
     hide_drafts: bool,
+    once: idempotency.Claim | None,
 ) -> Booking:
     """book_seats as one statement. Outside a transaction the statement commits on its own
     (one round trip); inside one it runs in a savepoint, so a refusal leaves the caller's
     transaction usable."""
-    params = [
-        customer.pk,
-        event_id,
-        seat_ids,
-        hold_id,
-        now,
-        hide_drafts,
-        locking.lock_timeout(),
-    ]
+    params = [customer.pk, event_id, seat_ids, hold_id, now, hide_drafts, locking.lock_timeout()]
+    call = "seatline_book_seats(%s, %s, %s::bigint[], %s, %s, %s, %s)"
+    if once is not None:
+        expired_before = once.expired_before(rules.clock(now))
+        params = [once.key, once.fingerprint, expired_before, *params]
+        call = "seatline_book_seats_once(%s, %s, %s, %s, %s, %s::bigint[], %s, %s, %s, %s)"
     savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
     with locking.transient_faults_as_busy():
         try:
             with savepoint, connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT seatline_book_seats(%s, %s, %s::bigint[], %s, %s, %s, %s)", params
-                )
+                cursor.execute(f"SELECT {call}", params)
                 row = cursor.fetchone()
         except IntegrityError as exc:
             _refuse_double_sale(exc, seat_ids or [])
@@ -165,6 +171,17 @@ def _book_in_database(
     assert row is not None
     # Django has psycopg hand jsonb over as text (its JSONField decodes it).
     done: dict[str, Any] = json.loads(row[0])
+    if "stored" in done:
+        assert once is not None
+        answered = done["stored"]
+        raise idempotency.Replayed(
+            idempotency.stored(
+                fingerprint=once.fingerprint,
+                stored_fingerprint=answered["fingerprint"],
+                status=answered["status"],
+                body=answered["body"],
+            )
+        )
     booking = Booking(
         pk=done["booking"],
         event_id=event_id,
@@ -177,6 +194,7 @@ def _book_in_database(
     booking._state.db = connection.alias
     seats = done["seats"]
     booking.booked_seat_ids = [seat["id"] for seat in seats]
+    booking.answer = done.get("answer")
     changes.announce_on_commit(
         {
             "event": event_id,

@@ -3,6 +3,8 @@ and changes nothing; the answer is stored with the write, in the same transactio
 
 import json
 import threading
+import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -37,7 +39,7 @@ def url(event, path):
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", ["holds", "bookings"])
 def test_a_repeat_gets_the_first_answer_and_changes_nothing(
-    alice_client, event, seat_ids, db_state, path
+    alice_client, event, seat_ids, db_state, path, booking_path
 ):
     first = post(alice_client, url(event, path), {"seats": seat_ids[:2]})
     after_first = db_state()
@@ -62,7 +64,7 @@ def test_without_a_key_a_repeat_is_a_new_request(alice_client, event, seat_ids):
 
 
 @pytest.mark.django_db
-def test_a_retry_after_a_lost_answer_gets_the_booking(alice_client, event, seat_ids):
+def test_a_retry_after_a_lost_answer_gets_the_booking(alice_client, event, seat_ids, booking_path):
     """The booking committed but its answer never reached the client (the process died, the
     connection dropped): the retry finds the booking instead of a 409 for its own seats."""
     post(alice_client, url(event, "bookings"), {"seats": seat_ids[:2]})  # answer lost
@@ -77,10 +79,11 @@ def test_a_retry_after_a_lost_answer_gets_the_booking(alice_client, event, seat_
 
 @pytest.mark.django_db(transaction=True)
 def test_the_answer_is_committed_with_the_booking_or_not_at_all(
-    alice, event, seat_ids, monkeypatch
+    alice, event, seat_ids, monkeypatch, python_bookings
 ):
     """If the answer cannot be stored, the booking is not kept either: a committed booking
-    always has its answer for a retry."""
+    always has its answer for a retry. (The Python path, whose steps can be interrupted; the
+    database function's is the next test.)"""
     client = Client()
     client.force_login(alice)
 
@@ -111,6 +114,58 @@ def test_the_answer_is_committed_with_the_booking_or_not_at_all(
     assert IdempotencyKey.objects.get().status == 201
 
 
+@contextmanager
+def trigger(table, timing, body):
+    """A PostgreSQL trigger on `table` running `body` (PL/pgSQL) for the test's duration."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE FUNCTION test_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ {body} $$;"
+            f"CREATE TRIGGER test_trigger {timing} ON {table}"
+            " FOR EACH ROW EXECUTE FUNCTION test_trigger();"
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER test_trigger ON {table}; DROP FUNCTION test_trigger();")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_in_the_database_the_answer_is_stored_in_the_bookings_statement(
+    alice, event, seat_ids, settings
+):
+    """On PostgreSQL the key, the booking and its answer are one statement: the answer
+    stored with the booking, or (it could not be stored) nothing at all."""
+    settings.BOOKINGS_IN_DATABASE = True
+    client = Client()
+    client.force_login(alice)
+    refuse = "BEGIN IF NEW.status IS NOT NULL THEN RAISE 'no answer'; END IF; RETURN NEW; END"
+    with trigger("seats_idempotencykey", "BEFORE UPDATE", refuse):
+        client.raise_request_exception = False
+        failed = post(client, url(event, "bookings"), {"seats": seat_ids[:2]})
+    assert failed.status_code == 500
+    assert not Booking.objects.exists()
+    assert not IdempotencyKey.objects.exists()
+    assert set(Seat.objects.filter(pk__in=seat_ids[:2]).values_list("state", flat=True)) == {
+        "available"
+    }
+
+    booked = post(client, url(event, "bookings"), {"seats": seat_ids[:2]})
+    again = post(client, url(event, "bookings"), {"seats": seat_ids[:2]})
+
+    [booking] = Booking.objects.all()
+    [stored] = IdempotencyKey.objects.all()
+    assert booked.status_code == 201
+    assert booked.json() == {"booking": booking.pk, "seats": seat_ids[:2], "total": "80.00"}
+    assert (stored.status, stored.body) == (201, booked.content.decode())
+    assert (again.status_code, again.content, again["Idempotent-Replayed"]) == (
+        201,
+        booked.content,
+        "true",
+    )
+
+
 @pytest.mark.django_db
 def test_the_announcement_goes_out_once_after_commit(
     alice_client, event, seat_ids, django_capture_on_commit_callbacks
@@ -134,7 +189,7 @@ def test_the_announcement_goes_out_once_after_commit(
     ],
 )
 def test_the_same_key_for_another_request_is_422(
-    alice_client, venue, event, seat_ids, db_state, path, body, other_event
+    alice_client, venue, event, seat_ids, db_state, path, body, other_event, booking_path
 ):
     post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]})
     target = make_event(venue, name="Other") if other_event else event
@@ -149,7 +204,9 @@ def test_the_same_key_for_another_request_is_422(
 
 
 @pytest.mark.django_db
-def test_another_customers_same_key_is_independent(alice_client, bob, client_for, event, seat_ids):
+def test_another_customers_same_key_is_independent(
+    alice_client, bob, client_for, event, seat_ids, booking_path
+):
     alices = post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]})
     bobs = post(client_for(bob), url(event, "bookings"), {"seats": seat_ids[1:2]})
 
@@ -161,7 +218,7 @@ def test_another_customers_same_key_is_independent(alice_client, bob, client_for
 
 @pytest.mark.django_db
 def test_a_refusal_is_answered_again_even_after_the_seats_came_free(
-    alice_client, bob, event, seat_ids, db_state
+    alice_client, bob, event, seat_ids, db_state, booking_path
 ):
     bobs = services.hold_seats(customer=bob, event_id=event.pk, seat_ids=seat_ids[:1])
     refused = post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]})
@@ -177,7 +234,9 @@ def test_a_refusal_is_answered_again_even_after_the_seats_came_free(
 
 
 @pytest.mark.django_db
-def test_busy_is_not_stored_so_the_retry_tries_again(alice_client, event, seat_ids, monkeypatch):
+def test_busy_is_not_stored_so_the_retry_tries_again(
+    alice_client, event, seat_ids, monkeypatch, booking_path
+):
     real = services.book_seats
 
     def busy(**kwargs):
@@ -216,7 +275,7 @@ def test_a_rate_limited_request_is_not_stored(alice_client, event, seat_ids, set
     [("holds", "RATE_LIMIT_SEAT_ACTIONS"), ("bookings", "RATE_LIMIT_BOOKINGS")],
 )
 def test_a_retry_of_an_answered_key_is_replayed_and_never_rate_limited(
-    alice_client, event, seat_ids, settings, monkeypatch, path, rate_setting
+    alice_client, event, seat_ids, settings, monkeypatch, path, rate_setting, booking_path
 ):
     """A client retrying after a lost answer gets its answer, not a 429 for the retry, and
     retries do not use up the allowance of the requests that really run."""
@@ -268,7 +327,7 @@ def test_a_key_of_255_visible_characters_is_fine(alice_client, event, seat_ids):
 
 
 @pytest.mark.django_db
-def test_an_expired_key_is_as_good_as_new(alice_client, event, seat_ids, settings):
+def test_an_expired_key_is_as_good_as_new(alice_client, event, seat_ids, settings, booking_path):
     settings.IDEMPOTENCY_KEY_TTL_HOURS = 1
     post(alice_client, url(event, "bookings"), {"seats": seat_ids[:1]})
     IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(hours=1, seconds=1))
@@ -314,7 +373,7 @@ def own_pool():
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("path", ["holds", "bookings"])
 def test_concurrent_duplicates_write_once_and_get_the_same_answer(
-    own_pool, alice, event, seat_ids, settings, path
+    own_pool, alice, event, seat_ids, settings, path, booking_path
 ):
     """Five copies of one request at once (a client retrying while the first is still in
     flight): the first writes, the others wait for its commit and answer what it did."""
@@ -355,10 +414,11 @@ def test_concurrent_duplicates_write_once_and_get_the_same_answer(
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_copy_waits_for_the_first_only_up_to_the_lock_timeout_then_is_busy(
-    own_pool, alice, event, seat_ids, settings, monkeypatch
+    own_pool, alice, event, seat_ids, settings, monkeypatch, python_bookings
 ):
     """A copy sent while the first request is still running waits for it at most
-    BOOKING_LOCK_TIMEOUT_MS, then answers 503 busy; its retry gets the first answer."""
+    BOOKING_LOCK_TIMEOUT_MS, then answers 503 busy; its retry gets the first answer. (The
+    Python path, held up between its steps; the database function's is the next test.)"""
     settings.BOOKING_LOCK_TIMEOUT_MS = 200
     real_book_seats = services.book_seats
     inside, finish = threading.Event(), threading.Event()
@@ -388,6 +448,56 @@ def test_a_copy_waits_for_the_first_only_up_to_the_lock_timeout_then_is_busy(
     finally:
         finish.set()
         first.join(timeout=30)
+    retry = post(copy_client, url(event, "bookings"), {"seats": seat_ids[:2]})
+
+    assert (copy.status_code, copy["Retry-After"], copy.json()["code"]) == (503, "1", "busy")
+    [first_answer] = answers
+    assert first_answer.status_code == 201
+    assert (retry.status_code, retry.content) == (201, first_answer.content)
+    assert retry["Idempotent-Replayed"] == "true"
+    assert Booking.objects.count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_in_the_database_a_copy_waits_for_the_first_statement_only_up_to_the_lock_timeout(
+    own_pool, alice, event, seat_ids, settings
+):
+    """The first booking's statement, slowed down inside PostgreSQL after it claimed the key,
+    holds the key row: the copy waits for it at most BOOKING_LOCK_TIMEOUT_MS and answers 503
+    busy; its retry gets the first answer."""
+    settings.BOOKINGS_IN_DATABASE = True
+    settings.BOOKING_LOCK_TIMEOUT_MS = 200
+    first_client, copy_client = Client(), Client()
+    first_client.force_login(alice)
+    copy_client.force_login(alice)
+    answers = []
+
+    def send_first():
+        try:
+            answers.append(post(first_client, url(event, "bookings"), {"seats": seat_ids[:2]}))
+        finally:
+            connection.close()
+
+    def first_is_sleeping():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
+                " AND query LIKE '%%seatline_book_seats_once%%'"
+            )
+            return cursor.fetchone()[0] == 1
+
+    with trigger("seats_booking", "BEFORE INSERT", "BEGIN PERFORM pg_sleep(2); RETURN NEW; END"):
+        first = threading.Thread(target=send_first)
+        first.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not first_is_sleeping():
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            copy = post(copy_client, url(event, "bookings"), {"seats": seat_ids[:2]})
+        finally:
+            first.join(timeout=30)
     retry = post(copy_client, url(event, "bookings"), {"seats": seat_ids[:2]})
 
     assert (copy.status_code, copy["Retry-After"], copy.json()["code"]) == (503, "1", "busy")
