@@ -12,6 +12,11 @@ That wait is a lock wait like any other: a duplicate waits at most BOOKING_LOCK_
 (SQLite: its busy time-out) for the first to commit, then gets Busy (503, not kept), and its
 retry gets the first answer.
 
+On PostgreSQL a booking does all of that in its one statement (seatline_book_seats_once,
+migration seats/0007, through `Claim`): the key row, the booking and its answer commit
+together, and the booking's locks are never held across a round trip. A refusal there stores
+nothing, and is answered and stored by `respond_once` as here.
+
 Refusals (4xx) are stored like successes, so a retry gets the same refusal; "busy" (503) is
 not, so a retry tries again. A retry of a finished request is answered by `stored_answer`
 before anything else is done with it (the rate limits do not count it). Keys are kept
