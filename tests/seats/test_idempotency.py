@@ -411,6 +411,45 @@ def test_concurrent_duplicates_write_once_and_get_the_same_answer(
     assert event.version == 1  # one change, not five
 
 
+def send_a_copy_while_the_first_runs(alice, event, seat_ids, first_is_inside, first_may_end):
+    """Sends a booking in a thread; once `first_is_inside()` says it is under way, sends a
+    copy with the same key, then `first_may_end()`, waits for the first, and sends the
+    copy's retry. Returns the answers (first, copy, retry)."""
+    first_client, copy_client = Client(), Client()
+    first_client.force_login(alice)
+    copy_client.force_login(alice)
+    answers = []
+
+    def send_first():
+        try:
+            answers.append(post(first_client, url(event, "bookings"), {"seats": seat_ids[:2]}))
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=send_first)
+    first.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not first_is_inside():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        copy = post(copy_client, url(event, "bookings"), {"seats": seat_ids[:2]})
+    finally:
+        first_may_end()
+        first.join(timeout=30)
+    retry = post(copy_client, url(event, "bookings"), {"seats": seat_ids[:2]})
+    [first_answer] = answers
+    return first_answer, copy, retry
+
+
+def assert_the_copy_was_busy_and_its_retry_replayed(first, copy, retry):
+    assert (copy.status_code, copy["Retry-After"], copy.json()["code"]) == (503, "1", "busy")
+    assert first.status_code == 201
+    assert (retry.status_code, retry.content) == (201, first.content)
+    assert retry["Idempotent-Replayed"] == "true"
+    assert Booking.objects.count() == 1
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_copy_waits_for_the_first_only_up_to_the_lock_timeout_then_is_busy(
@@ -429,33 +468,9 @@ def test_a_copy_waits_for_the_first_only_up_to_the_lock_timeout_then_is_busy(
         return real_book_seats(**kwargs)
 
     monkeypatch.setattr(services, "book_seats", slow_book_seats)
-    first_client, copy_client = Client(), Client()
-    first_client.force_login(alice)
-    copy_client.force_login(alice)
-    answers = []
+    answers = send_a_copy_while_the_first_runs(alice, event, seat_ids, inside.is_set, finish.set)
 
-    def send_first():
-        try:
-            answers.append(post(first_client, url(event, "bookings"), {"seats": seat_ids[:2]}))
-        finally:
-            connection.close()
-
-    first = threading.Thread(target=send_first)
-    first.start()
-    try:
-        assert inside.wait(timeout=30)
-        copy = post(copy_client, url(event, "bookings"), {"seats": seat_ids[:2]})
-    finally:
-        finish.set()
-        first.join(timeout=30)
-    retry = post(copy_client, url(event, "bookings"), {"seats": seat_ids[:2]})
-
-    assert (copy.status_code, copy["Retry-After"], copy.json()["code"]) == (503, "1", "busy")
-    [first_answer] = answers
-    assert first_answer.status_code == 201
-    assert (retry.status_code, retry.content) == (201, first_answer.content)
-    assert retry["Idempotent-Replayed"] == "true"
-    assert Booking.objects.count() == 1
+    assert_the_copy_was_busy_and_its_retry_replayed(*answers)
 
 
 @pytest.mark.postgres
@@ -468,16 +483,6 @@ def test_in_the_database_a_copy_waits_for_the_first_statement_only_up_to_the_loc
     busy; its retry gets the first answer."""
     settings.BOOKINGS_IN_DATABASE = True
     settings.BOOKING_LOCK_TIMEOUT_MS = 200
-    first_client, copy_client = Client(), Client()
-    first_client.force_login(alice)
-    copy_client.force_login(alice)
-    answers = []
-
-    def send_first():
-        try:
-            answers.append(post(first_client, url(event, "bookings"), {"seats": seat_ids[:2]}))
-        finally:
-            connection.close()
 
     def first_is_sleeping():
         with connection.cursor() as cursor:
@@ -488,21 +493,8 @@ def test_in_the_database_a_copy_waits_for_the_first_statement_only_up_to_the_loc
             return cursor.fetchone()[0] == 1
 
     with trigger("seats_booking", "BEFORE INSERT", "BEGIN PERFORM pg_sleep(2); RETURN NEW; END"):
-        first = threading.Thread(target=send_first)
-        first.start()
-        try:
-            deadline = time.monotonic() + 30
-            while not first_is_sleeping():
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
-            copy = post(copy_client, url(event, "bookings"), {"seats": seat_ids[:2]})
-        finally:
-            first.join(timeout=30)
-    retry = post(copy_client, url(event, "bookings"), {"seats": seat_ids[:2]})
+        answers = send_a_copy_while_the_first_runs(
+            alice, event, seat_ids, first_is_sleeping, lambda: None
+        )
 
-    assert (copy.status_code, copy["Retry-After"], copy.json()["code"]) == (503, "1", "busy")
-    [first_answer] = answers
-    assert first_answer.status_code == 201
-    assert (retry.status_code, retry.content) == (201, first_answer.content)
-    assert retry["Idempotent-Replayed"] == "true"
-    assert Booking.objects.count() == 1
+    assert_the_copy_was_busy_and_its_retry_replayed(*answers)
