@@ -3,15 +3,22 @@ WebSockets through Channels, lifespan for the in-process hold sweeper (embedded 
 
 Django's ASGI handler runs each request's sync middleware and view in a new thread, hopping
 between it and the event loop for every old-style middleware: most of a cheap request's CPU.
-The WSGI handler runs the whole request in one thread of a fixed pool, where its database
-connection goes back to the pool at the end (request_finished) as before.
+Here the whole request runs in one thread of a fixed pool, where its database connection
+goes back to the pool at the end (request_finished) as before: the event loop reads the
+body, hands the request to a thread once, and gets the whole answer back once.
 """
 
+import asyncio
+import contextvars
+import functools
+import io
+import itertools
 import os
-from typing import cast
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
-from a2wsgi import WSGIMiddleware
-from a2wsgi.wsgi_typing import WSGIApp
+from a2wsgi.wsgi import build_environ
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "booking_site.settings")
@@ -19,7 +26,9 @@ django_wsgi_app = get_wsgi_application()
 
 from django.conf import settings  # noqa: E402  (needs Django set up first)
 
-from realtime.asgi import ASGIApp, Message, Receive, Scope, Send, build_application  # noqa: E402
+from realtime.asgi import Message, Receive, Scope, Send, build_application  # noqa: E402
+
+WSGIApp = Any  # a WSGI callable: (environ, start_response) -> iterable of bytes
 
 
 def _declared_length(scope: Scope) -> int | None:
@@ -36,57 +45,123 @@ def _has_body(scope: Scope) -> bool:
     return any(name in (b"content-length", b"transfer-encoding") for name, _ in scope["headers"])
 
 
-class BodyFirst:
-    """Receives an HTTP request's body on the event loop before the request takes one of the
-    WEB_THREADS threads, as Django's ASGI handler did: a client sending its body slowly
-    holds no thread, so a few of them cannot stall every other request.
+async def _read_body(scope: Scope, receive: Receive) -> tuple[bytes, Scope] | None:
+    """The request's body, read on the event loop before the request takes one of the
+    WEB_THREADS threads: a client sending its body slowly holds no thread, so a few of them
+    cannot stall every other request. None if the client left before sending it all.
 
-    A body declared larger than DATA_UPLOAD_MAX_MEMORY_SIZE is not read here (Django answers
-    413 from its Content-Length alone); a chunked one is read up to one byte past it and given
-    the Content-Length of what was read, which WSGI needs to see a body at all.
+    A body declared larger than DATA_UPLOAD_MAX_MEMORY_SIZE is not read (Django answers 413
+    from its Content-Length alone); a chunked one is read up to one byte past it and given
+    the Content-Length of what was read (the scope returned), which WSGI needs to see a body
+    at all.
+    """
+    if not _has_body(scope):
+        return b"", scope
+    limit: int | None = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    declared = _declared_length(scope)
+    if declared is not None and limit is not None and declared > limit:
+        return b"", scope
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more and (limit is None or size <= limit):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None  # the client left: there is nobody to answer
+        chunk: bytes = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        more = bool(message.get("more_body", False))
+    if declared is None:
+        headers = [(n, v) for n, v in scope["headers"] if n != b"content-length"]
+        scope = {**scope, "headers": [*headers, (b"content-length", str(size).encode())]}
+    return b"".join(chunks), scope
+
+
+def _start_message(status: str, headers: list[tuple[str, str]]) -> Message:
+    return {
+        "type": "http.response.start",
+        "status": int(status.split(" ", 1)[0]),
+        "headers": [(n.strip().lower().encode("latin1"), v.encode("latin1")) for n, v in headers],
+    }
+
+
+class WSGIThreads:
+    """Serves HTTP with a WSGI application in a fixed pool of `threads` threads.
+
+    The event loop reads the body (`_read_body`) and hands the request to a thread once. A
+    response held in memory (Django's HttpResponse: every API answer and page) comes back
+    whole, after the response is closed in that thread (request_finished: the database
+    connection is back in its pool), and the loop sends it: one hand-off each way. A
+    streaming response (static files, StreamingHttpResponse) is sent chunk by chunk from the
+    thread, each waiting until the loop has taken it.
+
+    a2wsgi's WSGIMiddleware, used before, waits in the thread for the loop at the response's
+    start, at each chunk and at its end, and for the body it had already been given: four
+    round trips between thread and loop per request, each a wake-up and a hand-over of the
+    interpreter lock, which cost a booking more CPU than its database statement.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: WSGIApp, *, threads: int) -> None:
         self.app = app
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="web")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _has_body(scope):
-            await self.app(scope, receive, send)
+        assert scope["type"] == "http"
+        read = await _read_body(scope, receive)
+        if read is None:
             return
-        limit: int | None = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        declared = _declared_length(scope)
-        if declared is not None and limit is not None and declared > limit:
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more and (limit is None or size <= limit):
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the client left: there is nobody to answer
-            chunk: bytes = message.get("body", b"")
-            chunks.append(chunk)
-            size += len(chunk)
-            more = bool(message.get("more_body", False))
-        body = b"".join(chunks)
-        first: Message | None = {"type": "http.request", "body": body, "more_body": more}
+        body, scope = read
+        loop = asyncio.get_running_loop()
+        environ: dict[str, Any] = dict(build_environ(cast(Any, scope), cast(Any, io.BytesIO(body))))
 
-        async def replay() -> Message:
-            nonlocal first
-            if first is None:
-                return await receive()
-            message, first = first, None
-            return message
+        async def sending(message: Message) -> None:
+            await send(message)
 
-        if declared is None:
-            headers = [(n, v) for n, v in scope["headers"] if n != b"content-length"]
-            scope = {**scope, "headers": [*headers, (b"content-length", str(size).encode())]}
-        await self.app(scope, replay, send)
+        def send_from_thread(message: Message) -> None:
+            asyncio.run_coroutine_threadsafe(sending(message), loop).result()
+
+        respond = functools.partial(
+            contextvars.copy_context().run, self._respond, environ, send_from_thread
+        )
+        whole = await loop.run_in_executor(self.executor, respond)
+        if whole is not None:
+            start, content = whole
+            await send(start)
+            await send({"type": "http.response.body", "body": content})
+
+    def _respond(
+        self, environ: dict[str, Any], send_from_thread: Callable[[Message], None]
+    ) -> tuple[Message, bytes] | None:
+        """Runs in a pool thread: the whole answer if it is held in memory, else None once
+        it has been streamed through `send_from_thread`."""
+        started: list[Message] = []
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            started[:] = [_start_message(status, headers)]
+            return None  # no write() callable: Django never uses it
+
+        result: Iterable[bytes] = self.app(environ, start_response)
+        try:
+            if getattr(result, "streaming", True) is False:
+                return started[0], b"".join(result)
+            chunks = iter(result)
+            first = next(chunks, b"")  # the app may call start_response on its first chunk
+            send_from_thread(started[0])
+            for chunk in itertools.chain([first], chunks):
+                if chunk:
+                    send_from_thread(
+                        {"type": "http.response.body", "body": chunk, "more_body": True}
+                    )
+            send_from_thread({"type": "http.response.body", "body": b""})
+            return None
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
 
 
-# The casts: django-stubs types a response as HttpResponseBase rather than an iterable of bytes,
-# and a2wsgi types ASGI's scope as TypedDicts where the router takes any dict.
-wsgi_app = cast(WSGIApp, django_wsgi_app)
-http = BodyFirst(cast(ASGIApp, WSGIMiddleware(wsgi_app, workers=settings.WEB_THREADS)))
+http = WSGIThreads(django_wsgi_app, threads=settings.WEB_THREADS)
 application = build_application(http)
