@@ -31,7 +31,7 @@ from django.db import router, transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.utils.crypto import salted_hmac
 
-from booking_site.sessions import copies
+from booking_site.sessions import copies, read_ahead, user_copy_key
 
 UserModel = get_user_model()
 
@@ -41,10 +41,6 @@ COPY_SECONDS = 60
 # Keys of a rebuilt user's __dict__.
 _LOADED = "_copy_as_loaded"  # the fields as the copy had them
 _SESSION_HASH = "get_session_auth_hash"  # shadows the method while `password` is deferred
-
-
-def _copy_key(user_id: Any) -> str:
-    return f"user:{user_id}"
 
 
 def _secret_digest() -> str:
@@ -92,8 +88,9 @@ def _rebuild(copy: dict[str, Any]) -> User:
 def cached_user(user_id: Any) -> User | None:
     """The user with this primary key, from its cache copy or else the database (which
     then refreshes the copy); None if there is no such user."""
-    key = _copy_key(user_id)
-    lookup = copies.get(key)
+    key = user_copy_key(user_id)
+    # Usually read with the session, in the same round trip.
+    lookup = read_ahead(key) or copies.get(key)
     if lookup.found and lookup.value.get("secret") == _secret_digest():
         return _rebuild(lookup.value)
     try:
@@ -143,7 +140,7 @@ def _refresh_untouched_fields(
 
 
 def _drop_copy(sender: type[User], instance: User, **kwargs: Any) -> None:
-    key = _copy_key(instance.pk)
+    key = user_copy_key(instance.pk)
     copies.delete(key)
     # Inside a transaction a request may still read the old row and copy it in before the
     # commit: drop the copy again after it.

@@ -1,8 +1,8 @@
 """Django's Redis cache with one connection pool per process.
 
 Django keeps a cache object per thread and per context, and each RedisCache builds its own
-client and connection pool. HTTP requests run in a fresh context each (booking_site/asgi.py), so every
-request would open, handshake and drop its own Redis connection (measured with py-spy:
+client and connection pool. HTTP requests run in a fresh context each (booking_site/asgi.py),
+so every request would open, handshake and drop its own Redis connection (measured with py-spy:
 ~40% of a signed-in request's interpreter time went to making connections). Here every
 RedisCache with the same servers and options shares one client, hence one pool; redis-py's
 pool is thread-safe and replaces its connections after a fork.

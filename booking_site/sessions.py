@@ -25,10 +25,12 @@ import math
 import secrets
 import threading
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore as DBStore
 from django.core.cache import caches
 from django.utils import timezone
@@ -81,15 +83,22 @@ class CacheCopies:
         self._failed_at = -math.inf
 
     def get(self, key: str) -> Lookup:
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: list[str]) -> list[Lookup]:
+        """What the cache holds under each key, in one read."""
         if not self._usable():
-            return UNAVAILABLE
+            return [UNAVAILABLE for _ in keys]
         try:
-            found = caches["default"].get_many([self.GENERATION_KEY, key])
+            found = caches["default"].get_many([self.GENERATION_KEY, *keys])
             generation = found.get(self.GENERATION_KEY) or self._start_generation()
         except Exception as exc:  # whatever the backend raises while it is down
             self._failed(exc)
-            return UNAVAILABLE
-        entry = found.get(key)
+            return [UNAVAILABLE for _ in keys]
+        return [self._lookup(found.get(key), generation) for key in keys]
+
+    @staticmethod
+    def _lookup(entry: Any, generation: str) -> Lookup:
         if isinstance(entry, tuple) and len(entry) == 2 and entry[0] == generation:
             return Lookup(value=entry[1], generation=generation, present=True)
         return Lookup(generation=generation, present=entry is not None)
@@ -181,6 +190,40 @@ class CacheCopies:
 copies = CacheCopies()
 
 
+def user_copy_key(user_id: Any) -> str:
+    """Where the copy of a user's row lives (booking_site.auth_cache)."""
+    return f"user:{user_id}"
+
+
+# The user each session key was last seen signed in as. A key never changes hands (signing
+# in gives the session a new key), so loading a session reads its user's copy in the same
+# round trip (`read_ahead`); a hint that is wrong or gone only costs that read one more key.
+_session_users: dict[str, str] = {}
+SESSION_USERS_KEPT = 50_000
+# The user copy the request's session load read ahead: (its key, what the cache held).
+_read_ahead: ContextVar[tuple[str, Lookup] | None] = ContextVar("read_ahead", default=None)
+
+
+def read_ahead(key: str) -> Lookup | None:
+    """What the cache held under this user copy key when the session was loaded, if the
+    load read it; taken once (each request runs in a context of its own, and each session
+    load replaces it)."""
+    ahead = _read_ahead.get()
+    if ahead is None or ahead[0] != key:
+        return None
+    _read_ahead.set(None)
+    return ahead[1]
+
+
+def _remember_user(session_key: str, data: dict[str, Any]) -> None:
+    user_id = data.get(SESSION_KEY)
+    if user_id is None or _session_users.get(session_key) == user_id:
+        return
+    if len(_session_users) >= SESSION_USERS_KEPT:
+        _session_users.clear()  # a process's hints, not its memory, are what may be lost
+    _session_users[session_key] = user_id
+
+
 def _copy_seconds(expiry_age: int) -> int:
     return min(COPY_SECONDS, expiry_age)
 
@@ -197,12 +240,20 @@ class SessionStore(DBStore):
         if self.session_key is None:
             return {}
         key = self._copy_key(self.session_key)
-        lookup = copies.get(key)
+        user_id = _session_users.get(self.session_key)
+        if user_id is None:
+            lookup = copies.get(key)
+            _read_ahead.set(None)
+        else:
+            user_key = user_copy_key(user_id)
+            lookup, user_lookup = copies.get_many([key, user_key])
+            _read_ahead.set((user_key, user_lookup))
         if lookup.value == DEAD:
             self._session_key = None  # as for a row that is gone: a new key on save
             return {}
         if lookup.found:
             data: dict[str, Any] = lookup.value
+            _remember_user(self.session_key, data)
             return data
         row = self.model.objects.filter(
             session_key=self.session_key, expire_date__gt=timezone.now()
@@ -211,6 +262,7 @@ class SessionStore(DBStore):
             self._session_key = None
             return {}
         data = self.decode(row.session_data)
+        _remember_user(self.session_key, data)
         copies.fill(key, data, _copy_seconds(self.get_expiry_age(expiry=row.expire_date)), lookup)
         return data
 

@@ -11,7 +11,7 @@ from django.core.cache import caches
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from booking_site import auth_cache
+from booking_site import sessions
 from tests.booking_site.test_sessions import (
     api_status,
     cached_auth,  # noqa: F401 (fixture)
@@ -112,7 +112,7 @@ def test_the_copy_holds_no_password_hash(client, alice, event):
     sign_in(client, alice)
     warm(client, event)
 
-    stored = caches["default"].get(auth_cache._copy_key(alice.pk))
+    stored = caches["default"].get(sessions.user_copy_key(alice.pk))
 
     assert stored is not None
     assert alice.password.encode() not in pickle.dumps(stored)

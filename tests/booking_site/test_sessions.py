@@ -103,6 +103,48 @@ def test_a_signed_in_api_request_reads_no_session_or_user_row(cached_auth, clien
 
 
 @pytest.mark.django_db
+def test_a_signed_in_request_reads_its_session_and_user_copies_in_one_cache_read(
+    cached_auth, client, alice, event, monkeypatch
+):
+    sign_in(client, alice)
+    assert api_status(client, event) == 400  # copies the user in
+    reads: list[list[str]] = []
+    get_many = sessions.copies.get_many
+
+    def recorded(keys: list[str]) -> list[sessions.Lookup]:
+        reads.append(list(keys))
+        return get_many(keys)
+
+    monkeypatch.setattr(sessions.copies, "get_many", recorded)
+    response = client.post(
+        f"/api/events/{event.pk}/bookings", data="{not json", content_type="application/json"
+    )
+
+    assert (response.status_code, response.wsgi_request.user) == (400, alice)
+    session_key = client.cookies["sessionid"].value
+    assert reads == [["session:" + session_key, sessions.user_copy_key(alice.pk)]]
+
+
+@pytest.mark.django_db
+def test_a_session_whose_user_hint_is_wrong_is_still_its_own_users(
+    cached_auth, client, alice, bob, event
+):
+    """The hint only says which user copy to read along; the session says who is signed in."""
+    sign_in(client, bob)
+    assert api_status(client, event) == 400  # bob's copy is in the cache
+    sign_in(client, alice)
+    assert api_status(client, event) == 400
+    session_key = client.cookies["sessionid"].value
+    sessions._session_users[session_key] = str(bob.pk)
+
+    response = client.post(
+        f"/api/events/{event.pk}/bookings", data="{not json", content_type="application/json"
+    )
+
+    assert (response.status_code, response.wsgi_request.user) == (400, alice)
+
+
+@pytest.mark.django_db
 def test_without_the_engine_each_request_reads_the_session_and_the_user(
     settings, client, alice, event
 ):
