@@ -13,12 +13,13 @@ import contextvars
 import functools
 import io
 import itertools
+import logging
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
-from a2wsgi.wsgi import build_environ
+from a2wsgi.wsgi import Body, build_environ
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "booking_site.settings")
@@ -27,6 +28,8 @@ django_wsgi_app = get_wsgi_application()
 from django.conf import settings  # noqa: E402  (needs Django set up first)
 
 from realtime.asgi import Message, Receive, Scope, Send, build_application  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 WSGIApp = Any  # a WSGI callable: (environ, start_response) -> iterable of bytes
 
@@ -45,22 +48,23 @@ def _has_body(scope: Scope) -> bool:
     return any(name in (b"content-length", b"transfer-encoding") for name, _ in scope["headers"])
 
 
-async def _read_body(scope: Scope, receive: Receive) -> tuple[bytes, Scope] | None:
+async def _read_body(scope: Scope, receive: Receive) -> tuple[BinaryIO, Scope] | None:
     """The request's body, read on the event loop before the request takes one of the
     WEB_THREADS threads: a client sending its body slowly holds no thread, so a few of them
     cannot stall every other request. None if the client left before sending it all.
 
-    A body declared larger than DATA_UPLOAD_MAX_MEMORY_SIZE is not read (Django answers 413
-    from its Content-Length alone); a chunked one is read up to one byte past it and given
-    the Content-Length of what was read (the scope returned), which WSGI needs to see a body
-    at all.
+    A body declared larger than DATA_UPLOAD_MAX_MEMORY_SIZE is left to the thread to read as
+    it comes: Django refuses a JSON or form body that large from its Content-Length alone
+    (413, 400) without reading it, and reads a multipart upload (a staff layout import) in
+    parts. A chunked body is read up to one byte past the limit and given the Content-Length
+    of what was read (in the scope returned), which WSGI needs to see a body at all.
     """
     if not _has_body(scope):
-        return b"", scope
+        return io.BytesIO(), scope
     limit: int | None = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     declared = _declared_length(scope)
     if declared is not None and limit is not None and declared > limit:
-        return b"", scope
+        return cast(BinaryIO, Body(asyncio.get_running_loop(), cast(Any, receive))), scope
     chunks: list[bytes] = []
     size = 0
     more = True
@@ -75,14 +79,16 @@ async def _read_body(scope: Scope, receive: Receive) -> tuple[bytes, Scope] | No
     if declared is None:
         headers = [(n, v) for n, v in scope["headers"] if n != b"content-length"]
         scope = {**scope, "headers": [*headers, (b"content-length", str(size).encode())]}
-    return b"".join(chunks), scope
+    return io.BytesIO(b"".join(chunks)), scope
 
 
 def _start_message(status: str, headers: list[tuple[str, str]]) -> Message:
     return {
         "type": "http.response.start",
         "status": int(status.split(" ", 1)[0]),
-        "headers": [(n.strip().lower().encode("latin1"), v.encode("latin1")) for n, v in headers],
+        "headers": [
+            (n.strip().lower().encode("latin1"), v.strip().encode("latin1")) for n, v in headers
+        ],
     }
 
 
@@ -113,7 +119,7 @@ class WSGIThreads:
             return
         body, scope = read
         loop = asyncio.get_running_loop()
-        environ: dict[str, Any] = dict(build_environ(cast(Any, scope), cast(Any, io.BytesIO(body))))
+        environ: dict[str, Any] = dict(build_environ(cast(Any, scope), cast(Any, body)))
 
         async def sending(message: Message) -> None:
             await send(message)
@@ -144,13 +150,18 @@ class WSGIThreads:
             return None  # no write() callable: Django never uses it
 
         result: Iterable[bytes] = self.app(environ, start_response)
+        if getattr(result, "streaming", True) is False:
+            try:
+                content = b"".join(result)
+            finally:
+                self._close(result)
+            return started[0], content
         try:
-            if getattr(result, "streaming", True) is False:
-                return started[0], b"".join(result)
             chunks = iter(result)
-            first = next(chunks, b"")  # the app may call start_response on its first chunk
+            # A WSGI app may call start_response as late as its first chunk (Django never does).
+            first = [] if started else [next(chunks, b"")]
             send_from_thread(started[0])
-            for chunk in itertools.chain([first], chunks):
+            for chunk in itertools.chain(first, chunks):
                 if chunk:
                     send_from_thread(
                         {"type": "http.response.body", "body": chunk, "more_body": True}
@@ -158,9 +169,20 @@ class WSGIThreads:
             send_from_thread({"type": "http.response.body", "body": b""})
             return None
         finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+            self._close(result)
+
+    @staticmethod
+    def _close(result: Iterable[bytes]) -> None:
+        """Closes the answer (Django: request_finished, which hands the database connection
+        back). An answer already made still goes out if a receiver fails here: the work it
+        reports is done."""
+        close = getattr(result, "close", None)
+        if close is None:
+            return
+        try:
+            close()
+        except Exception:
+            logger.exception("Closing an HTTP answer failed; the answer is sent all the same")
 
 
 http = WSGIThreads(django_wsgi_app, threads=settings.WEB_THREADS)

@@ -237,13 +237,13 @@ class SessionStore(DBStore):
         return self.cache_key_prefix + session_key
 
     def load(self) -> dict[str, Any]:
+        _read_ahead.set(None)
         if self.session_key is None:
             return {}
         key = self._copy_key(self.session_key)
         user_id = _session_users.get(self.session_key)
         if user_id is None:
             lookup = copies.get(key)
-            _read_ahead.set(None)
         else:
             user_key = user_copy_key(user_id)
             lookup, user_lookup = copies.get_many([key, user_key])

@@ -49,7 +49,11 @@ def serve(
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        await WSGIThreads(app, threads=2)(request, receive, send)
+        adapter = WSGIThreads(app, threads=2)
+        try:
+            await adapter(request, receive, send)
+        finally:
+            adapter.executor.shutdown()
 
     asyncio.run(run())
     return sent
@@ -129,9 +133,9 @@ def test_a_streamed_answer_goes_out_chunk_by_chunk_as_the_app_makes_them():
     assert [m.get("body") for m in messages] == [None, b"part 0;", b"part 1;", b"part 2;", b""]
     assert messages[0]["status"] == 200
     assert [m.get("more_body") for m in messages[1:]] == [True, True, True, None]
-    # Each chunk was out before the next was made, nothing gathered in memory (the first is
-    # made before the start goes out: a WSGI app may call start_response that late).
-    assert made == [0, 2, 3]
+    # Each chunk was out before the next was made: nothing is gathered in memory.
+    assert made == [1, 2, 3]
+    assert answer.sent_when_closed == 5
 
 
 def test_the_app_reads_the_whole_body_sent_in_pieces_and_a_chunked_one_gets_its_length():
@@ -153,6 +157,46 @@ def test_the_app_reads_the_whole_body_sent_in_pieces_and_a_chunked_one_gets_its_
     assert serve(app, chunked, list(pieces))[0]["status"] == 204
 
     assert bodies == [(b'{"seats": [1, 2]}', "17"), (b'{"seats": [1, 2]}', "17")]
+
+
+def test_a_body_declared_over_the_memory_limit_is_read_by_the_app_as_it_comes(settings):
+    """Django refuses a JSON or form body that large unread, but reads a multipart upload (a
+    staff layout import) in parts: it must get all of it."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10
+    received: list[bytes] = []
+
+    def app(environ: Environ, start_response: Any) -> list[bytes]:
+        received.append(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))
+        start_response("200 OK", [])
+        return []
+
+    upload = b"--b\r\nContent-Disposition: form-data; name=f\r\n\r\n" + b"x" * 50 + b"\r\n--b--"
+    request = scope("POST", [(b"host", b"t"), (b"content-length", str(len(upload)).encode())])
+    parts = [
+        {"type": "http.request", "body": upload[:30], "more_body": True},
+        {"type": "http.request", "body": upload[30:], "more_body": False},
+    ]
+
+    assert serve(app, request, parts)[0]["status"] == 200
+    assert received == [upload]
+
+
+def test_an_answer_whose_closing_fails_is_still_sent(caplog):
+    """Closing runs Django's request_finished receivers; what the request did is done."""
+    sent: list[dict[str, Any]] = []
+
+    class FailsToClose(Answer):
+        def close(self) -> None:
+            raise RuntimeError("a receiver failed")
+
+    def app(environ: Environ, start_response: Any) -> Answer:
+        start_response("201 Created", [])
+        return FailsToClose([b"booked"], streaming=False, sent=sent)
+
+    messages = serve(app, scope(), [])
+
+    assert [m.get("status") or m.get("body") for m in messages] == [201, b"booked"]
+    assert "Closing an HTTP answer failed" in caplog.text
 
 
 def test_a_client_that_leaves_before_its_body_is_sent_nothing_and_runs_nothing():
