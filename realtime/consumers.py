@@ -21,6 +21,7 @@ from .catchup import catch_up_frame
 from .db import in_worker_thread
 from .feed import EventFeed, FeedUnavailable, registry
 from .frames import FrameKind
+from .wire import DirectWriter, direct_writer
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ class SeatMapConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         # Only while frames wait for the connection (see _write_later): most sockets never
         # need them, and a thousand idle ones should not pay for them.
         self.writer: asyncio.Task[None] | None = None
+        # Writes frames encoded once straight to uvicorn's connection (realtime.wire).
+        self.direct: DirectWriter | None = None
         self.outbox: deque[str] | None = None
         self.outbox_bytes = 0
         self.closer: asyncio.Task[None] | None = None
@@ -117,6 +120,7 @@ class SeatMapConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         # Read at once, on the loop: deltas relayed from here on reach held_back.
         recent = self.feed.deltas_since(since)
         await self.accept()
+        self.direct = direct_writer(self.base_send)
         if recent is not None:
             # The feed still holds what the viewer missed (or it missed nothing): no
             # database, and the viewer gets the deltas it would have had live.
@@ -216,6 +220,8 @@ class SeatMapConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         """Writes the frame without a task switch: the server's send is run by hand and
         normally finishes at once (the frame goes to the connection's buffer). When it has
         to wait instead (the buffer is full), a task finishes it, and later frames queue."""
+        if self.direct is not None and self.direct.write(frame):
+            return
         sending: Coroutine[Any, Any, None] = self.base_send(
             {"type": "websocket.send", "text": frame}
         )
