@@ -133,8 +133,9 @@ def _once(
     (see seats.idempotency), without being counted against `limit`.
 
     `write_once`, if given, is the write storing its own answer under the key in the
-    statement that writes (a booking on PostgreSQL): tried first, it leaves only a refusal,
-    which it does not store, to the transaction of `idempotency.respond_once`.
+    statement that writes (a booking on PostgreSQL), which also replays an answer already
+    stored: tried first, with no read of the key before it, it leaves only a refusal, which
+    it does not store, to the transaction of `idempotency.respond_once`.
 
     Raises RateLimited if the request would run but is over the limit."""
     key = idempotency.key_from(request)
@@ -143,21 +144,38 @@ def _once(
         return write()
     customer_id = _customer(request).pk
     fingerprint = idempotency.fingerprint(request, _raw_body(request))
-    stored = idempotency.stored_answer(customer_id=customer_id, key=key, fingerprint=fingerprint)
-    if stored is not None:
-        return stored
-    ratelimits.enforce(limit())
+    claim = idempotency.Claim(customer_id=customer_id, key=key, fingerprint=fingerprint)
     if write_once is not None:
-        try:
-            return write_once(
-                idempotency.Claim(customer_id=customer_id, key=key, fingerprint=fingerprint)
+        # No read of the key first: the statement replays a stored answer itself. The
+        # request is counted before it writes, and given back if it was a retry.
+        decision = limit()
+        if not decision.allowed:
+            stored = idempotency.stored_answer(
+                customer_id=customer_id, key=key, fingerprint=fingerprint
             )
+            if stored is not None:
+                ratelimits.give_back(decision)
+                return stored
+            ratelimits.enforce(decision)
+        try:
+            return write_once(claim)
         except idempotency.Replayed as replayed:
+            ratelimits.give_back(decision)
             return replayed.response
-        except (Busy, idempotency.IdempotencyMismatch):
-            raise  # Busy is not kept; a mismatch is not this request's to answer
+        except idempotency.IdempotencyMismatch:
+            ratelimits.give_back(decision)
+            raise  # not this request's to answer
+        except Busy:
+            raise  # not kept: the retry should try again
         except BookingError:
             pass  # refused, with nothing written: answered and stored below
+    else:
+        stored = idempotency.stored_answer(
+            customer_id=customer_id, key=key, fingerprint=fingerprint
+        )
+        if stored is not None:
+            return stored
+        ratelimits.enforce(limit())
 
     def respond() -> HttpResponse:
         try:

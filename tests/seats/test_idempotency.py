@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from seats import idempotency, services
@@ -164,6 +165,30 @@ def test_in_the_database_the_answer_is_stored_in_the_bookings_statement(
         booked.content,
         "true",
     )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_in_the_database_a_keyed_booking_and_its_retry_are_one_statement_each(
+    alice, event, seat_ids, settings
+):
+    """No read of the key before the booking's statement: it replays a stored answer
+    itself (the session and user come from the cache)."""
+    settings.BOOKINGS_IN_DATABASE = True
+    client = Client()
+    client.force_login(alice)
+    post(client, url(event, "bookings"), {"seats": seat_ids[:1]}, key="warm-up")
+
+    statements = []
+    for _ in range(2):
+        with CaptureQueriesContext(connection) as queries:
+            answer = post(client, url(event, "bookings"), {"seats": seat_ids[1:2]})
+        assert answer.status_code == 201
+        # (The test's own transaction makes the service's atomic block a savepoint.)
+        sql = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+        statements.append([statement.split("(")[0] for statement in sql])
+
+    assert statements == [["SELECT seatline_book_seats_once"]] * 2
 
 
 @pytest.mark.django_db
