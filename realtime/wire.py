@@ -36,27 +36,29 @@ def wire_frame(text: str) -> bytes:
 
 
 class DirectWriter:
-    """Writes encoded frames to one uvicorn WebSocket connection, when it may."""
+    """Writes encoded frames to one uvicorn WebSocket connection, when it may. One per
+    socket, so it keeps nothing but the connection (an idle viewer's memory counts)."""
+
+    __slots__ = ("protocol",)
 
     def __init__(self, protocol: Any) -> None:
         self.protocol = protocol
-        self.transport: asyncio.Transport = protocol.transport
-        self.writable: asyncio.Event = protocol.writable
 
     def write(self, text: str) -> bool:
         """Writes the frame and returns True, or returns False (nothing written) when the
         connection is not in a state to take it now: the caller sends it through ASGI."""
         protocol = self.protocol
+        transport: asyncio.Transport = protocol.transport
         if (
-            not self.writable.is_set()
+            not protocol.writable.is_set()
             or protocol.disconnected
             or protocol.close_sent
             or protocol.conn.state is not State.OPEN
             or protocol.conn.expect_continuation_frame
-            or self.transport.is_closing()
+            or transport.is_closing()
         ):
             return False
-        self.transport.write(wire_frame(text))
+        transport.write(wire_frame(text))
         return True
 
 
