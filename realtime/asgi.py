@@ -70,8 +70,11 @@ class SessionUserMiddleware:
         else:  # no session, nobody logged in: no trip to a thread and the session store
             user = AnonymousUser()
         # The session itself is not kept: a seat-map socket never changes it, and every open
-        # socket would hold one.
-        await self.app({**scope, "user": user}, receive, send)
+        # socket would hold one. The user goes into the connection's own scope rather than a
+        # copy (as Starlette's middleware does): every middleware's copy lives as long as the
+        # socket, 0.8 KiB of each idle viewer, and nothing outside this app reads "user".
+        scope["user"] = user
+        await self.app(scope, receive, send)
 
 
 class Lifespan:
