@@ -144,38 +144,18 @@ def _once(
         return write()
     customer_id = _customer(request).pk
     fingerprint = idempotency.fingerprint(request, _raw_body(request))
-    claim = idempotency.Claim(customer_id=customer_id, key=key, fingerprint=fingerprint)
-    if write_once is not None:
-        # No read of the key first: the statement replays a stored answer itself. The
-        # request is counted before it writes, and given back if it was a retry.
-        decision = limit()
-        if not decision.allowed:
-            stored = idempotency.stored_answer(
-                customer_id=customer_id, key=key, fingerprint=fingerprint
-            )
-            if stored is not None:
-                ratelimits.give_back(decision)
-                return stored
-            ratelimits.enforce(decision)
-        try:
-            return write_once(claim)
-        except idempotency.Replayed as replayed:
-            ratelimits.give_back(decision)
-            return replayed.response
-        except idempotency.IdempotencyMismatch:
-            ratelimits.give_back(decision)
-            raise  # not this request's to answer
-        except Busy:
-            raise  # not kept: the retry should try again
-        except BookingError:
-            pass  # refused, with nothing written: answered and stored below
-    else:
+    if write_once is None:
         stored = idempotency.stored_answer(
             customer_id=customer_id, key=key, fingerprint=fingerprint
         )
         if stored is not None:
             return stored
         ratelimits.enforce(limit())
+    else:
+        claim = idempotency.Claim(customer_id=customer_id, key=key, fingerprint=fingerprint)
+        answered = _write_once(write_once, claim, limit)
+        if answered is not None:
+            return answered
 
     def respond() -> HttpResponse:
         try:
@@ -188,6 +168,38 @@ def _once(
     return idempotency.respond_once(
         customer_id=customer_id, key=key, fingerprint=fingerprint, respond=respond
     )
+
+
+def _write_once(
+    write_once: Callable[[idempotency.Claim], HttpResponse],
+    claim: idempotency.Claim,
+    limit: Callable[[], ratelimits.Decision],
+) -> HttpResponse | None:
+    """`_once` for a write that stores its own answer: with no read of the key first (the
+    statement replays a stored answer itself), the request is counted before it writes and
+    given back if it was a retry; over the limit, a stored answer is still replayed. None
+    when the write was refused with nothing written, for `respond_once` to answer and store."""
+    decision = limit()
+    if not decision.allowed:
+        stored = idempotency.stored_answer(
+            customer_id=claim.customer_id, key=claim.key, fingerprint=claim.fingerprint
+        )
+        if stored is not None:
+            ratelimits.give_back(decision)
+            return stored
+        ratelimits.enforce(decision)
+    try:
+        return write_once(claim)
+    except idempotency.Replayed as replayed:
+        ratelimits.give_back(decision)
+        return replayed.response
+    except idempotency.IdempotencyMismatch:
+        ratelimits.give_back(decision)
+        raise  # not this request's to answer
+    except Busy:
+        raise  # not kept: the retry should try again
+    except BookingError:
+        return None
 
 
 def _iso(value: datetime | None) -> str | None:

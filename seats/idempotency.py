@@ -19,7 +19,8 @@ nothing, and is answered and stored by `respond_once` as here.
 
 Refusals (4xx) are stored like successes, so a retry gets the same refusal; "busy" (503) is
 not, so a retry tries again. A retry of a finished request is answered by `stored_answer`
-before anything else is done with it (the rate limits do not count it). Keys are kept
+before anything else is done with it, or, for a booking on PostgreSQL, by the statement
+itself; either way the rate limits do not count it (seats.api gives the count back). Keys are kept
 IDEMPOTENCY_KEY_TTL_HOURS: an older key is as good as unused, and `prune_idempotency_keys`
 deletes them.
 """
