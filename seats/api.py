@@ -10,6 +10,7 @@ its stored answer is not counted against the limits.
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from functools import wraps
 from typing import Any
@@ -25,7 +26,7 @@ from events.models import Event
 
 from . import idempotency, ratelimits, selectors, services
 from .errors import BookingError, Busy, InvalidRequest, NotFound
-from .models import Hold, seat_code
+from .models import Booking, Hold, seat_code
 from .parsing import clean_seat_ids, parse_id
 
 View = Callable[..., HttpResponse]
@@ -271,41 +272,64 @@ def create_hold(request: HttpRequest, event_id: int) -> HttpResponse:
     return _once(request, limit, hold_seats)
 
 
+@dataclass(frozen=True)
+class BookingOrder:
+    """What a booking request asks for: seats by id, or every seat of a hold."""
+
+    seat_ids: list[int] | None
+    hold_id: int | None
+
+
+def booking_order(request: HttpRequest) -> BookingOrder:
+    """The booking request's body, read: `{"seats": [ids]}` or `{"hold": id}`.
+
+    Raises InvalidRequest or PayloadTooLarge."""
+    body = _json_body(request)
+    hold_id = None
+    if body.get("hold") is not None:
+        hold_id = parse_id(body["hold"])
+        if hold_id is None or isinstance(body["hold"], str):
+            raise InvalidRequest('"hold" must be a hold id.')
+    return BookingOrder(seat_ids=_seats_field(body), hold_id=hold_id)
+
+
+def booking_answer(booking: Booking) -> HttpResponse:
+    """The 201 answer to a booking request that made `booking`."""
+    if booking.answer is not None:
+        return idempotency.answer(booking.answer, 201)
+    assert booking.booked_seat_ids is not None  # set by book_seats
+    return JsonResponse(
+        {
+            "booking": booking.pk,
+            "seats": sorted(booking.booked_seat_ids),
+            "total": str(booking.total),
+        },
+        status=201,
+    )
+
+
 @api_view("POST")
 def create_booking(request: HttpRequest, event_id: int) -> HttpResponse:
+    """POST /api/events/<id>/bookings. With PostgreSQL and Redis most of these are answered
+    on the event loop instead (seats.api_loop), with this view's rules and answers."""
     customer = _customer(request)
 
     def limit() -> ratelimits.Decision:
         return ratelimits.booking(customer_id=customer.pk)
 
     def book_seats(once: idempotency.Claim | None = None) -> HttpResponse:
-        body = _json_body(request)
-        hold_id = None
-        if body.get("hold") is not None:
-            hold_id = parse_id(body["hold"])
-            if hold_id is None or isinstance(body["hold"], str):
-                raise InvalidRequest('"hold" must be a hold id.')
+        order = booking_order(request)
         # The service reads the event itself (a draft the customer may not see is 404, as
         # in _visible_event): on PostgreSQL the whole booking is one statement.
         booking = services.book_seats(
             customer=customer,
             event_id=event_id,
-            seat_ids=_seats_field(body),
-            hold_id=hold_id,
+            seat_ids=order.seat_ids,
+            hold_id=order.hold_id,
             hide_drafts=not customer.is_staff,
             once=once,
         )
-        if booking.answer is not None:
-            return idempotency.answer(booking.answer, 201)
-        assert booking.booked_seat_ids is not None  # set by book_seats
-        return JsonResponse(
-            {
-                "booking": booking.pk,
-                "seats": sorted(booking.booked_seat_ids),
-                "total": str(booking.total),
-            },
-            status=201,
-        )
+        return booking_answer(booking)
 
     in_one_statement = services.bookings_in_database()
     return _once(request, limit, book_seats, write_once=book_seats if in_one_statement else None)

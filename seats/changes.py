@@ -1,5 +1,6 @@
 """The one place seat states are written: version bump, change record, post-commit announcement."""
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,8 @@ from .errors import NotFound, SaleNotOpen
 from .models import Hold, Seat, SeatChange, SeatState
 from .payloads import PublicSeat, SeatCounts, SeatDelta, public_seat
 from .signals import seats_changed
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -169,3 +172,18 @@ def announce_on_commit(delta: SeatDelta) -> None:
     a transaction, as after a statement that committed on its own)."""
     # robust: a failing receiver is logged and never fails the request that committed.
     transaction.on_commit(partial(seats_changed.send, sender=SeatDelta, delta=delta), robust=True)
+
+
+def announce(delta: SeatDelta) -> None:
+    """Announces the delta of a change already committed, away from Django's transactions
+    (a statement run on the event loop, seats.api_loop). Never raises: a failing receiver
+    is logged, as `announce_on_commit`'s robust callbacks are."""
+    for receiver, result in seats_changed.send_robust(sender=SeatDelta, delta=delta):
+        if isinstance(result, Exception):
+            logger.error(
+                "Announcing version %s of event %s failed in %r",
+                delta["version"],
+                delta["event"],
+                receiver,
+                exc_info=result,
+            )

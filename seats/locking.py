@@ -27,6 +27,10 @@ from .models import Hold, Seat
 _TRANSIENT_SQLSTATES = frozenset({"55P03", "57014", "40P01", "40001", "57P01", "57P02", "57P03"})
 
 
+# What Busy says when a lock could not be had in time or the database faulted for a moment.
+BUSY_MESSAGE = "These seats are busy right now; please try again."
+
+
 def is_transient_database_fault(exc: BaseException) -> bool:
     """Whether `exc` is a database fault that the same request, retried in a moment, can
     get past: no pooled connection free in time, the connection refused or lost (the
@@ -36,15 +40,20 @@ def is_transient_database_fault(exc: BaseException) -> bool:
         return False
     cause = exc.__cause__
     if isinstance(cause, psycopg.Error):
-        if cause.sqlstate is None:
-            # Raised by the client, not the server: the connection could not be made, was
-            # lost, or no pooled one came free (psycopg_pool.PoolTimeout).
-            return isinstance(cause, psycopg.OperationalError)
-        return cause.sqlstate.startswith("08") or cause.sqlstate in _TRANSIENT_SQLSTATES
+        return is_transient_psycopg_fault(cause)
     if isinstance(cause, sqlite3.OperationalError):
         # The primary result code, without the extended bits (SQLITE_BUSY_SNAPSHOT, ...).
         return (cause.sqlite_errorcode & 0xFF) in {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
     return False
+
+
+def is_transient_psycopg_fault(error: psycopg.Error) -> bool:
+    """`is_transient_database_fault` for psycopg's own error (not wrapped by Django)."""
+    if error.sqlstate is None:
+        # Raised by the client, not the server: the connection could not be made, was
+        # lost, or no pooled one came free (psycopg_pool.PoolTimeout).
+        return isinstance(error, psycopg.OperationalError)
+    return error.sqlstate.startswith("08") or error.sqlstate in _TRANSIENT_SQLSTATES
 
 
 def lock_timeout() -> str:
@@ -60,7 +69,7 @@ def transient_faults_as_busy() -> Iterator[None]:
         yield
     except Error as exc:
         if is_transient_database_fault(exc):
-            raise Busy("These seats are busy right now; please try again.") from exc
+            raise Busy(BUSY_MESSAGE) from exc
         raise
 
 

@@ -13,6 +13,8 @@ from django.db.models import Q
 
 from events.models import Event
 
+from .payloads import SeatDelta
+
 
 class SeatState(models.TextChoices):
     AVAILABLE = "available", "available"
@@ -218,6 +220,9 @@ class Booking(models.Model):
     # The API's answer (JSON), when book_seats stored it under an Idempotency-Key in the
     # booking's own statement (`once`); None otherwise.
     answer: str | None = None
+    # What the statement that made it announces once committed (the database path); None
+    # otherwise.
+    delta: SeatDelta | None = None
 
     class Meta:
         ordering = ["-created_at", "-id"]

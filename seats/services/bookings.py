@@ -11,10 +11,12 @@ import json
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -65,9 +67,7 @@ def book_seats(
     Raises InvalidRequest, NotFound, UnknownSeats, SaleNotOpen, SeatsUnavailable,
     LimitExceeded, Conflict or Busy.
     """
-    if seat_ids is None and hold_id is None:
-        raise InvalidRequest('Give "seats" (a list of seat ids) or "hold" (a hold id).')
-    ids = clean_seat_ids(seat_ids) if seat_ids is not None else None
+    ids = _requested_seats(seat_ids, hold_id)
     if bookings_in_database():
         return _book_in_database(
             customer=customer,
@@ -126,6 +126,13 @@ def book_seats(
     return booking
 
 
+def _requested_seats(seat_ids: Sequence[int] | None, hold_id: int | None) -> list[int] | None:
+    """The seat ids asked for, checked; None to book the hold's. Raises InvalidRequest."""
+    if seat_ids is None and hold_id is None:
+        raise InvalidRequest('Give "seats" (a list of seat ids) or "hold" (a hold id).')
+    return clean_seat_ids(seat_ids) if seat_ids is not None else None
+
+
 def bookings_in_database() -> bool:
     """Whether book_seats runs as the database function (PostgreSQL, BOOKINGS_IN_DATABASE)."""
     return connection.vendor == "postgresql" and settings.BOOKINGS_IN_DATABASE
@@ -148,29 +155,99 @@ def _book_in_database(
     """book_seats as one statement. Outside a transaction the statement commits on its own
     (one round trip); inside one it runs in a savepoint, so a refusal leaves the caller's
     transaction usable."""
-    params = [customer.pk, event_id, seat_ids, hold_id, now, hide_drafts, locking.lock_timeout()]
-    call = "seatline_book_seats(%s, %s, %s::bigint[], %s, %s, %s, %s)"
-    if once is not None:
-        expired_before = once.expired_before(rules.clock(now))
-        params = [once.key, once.fingerprint, expired_before, *params]
-        call = "seatline_book_seats_once(%s, %s, %s, %s, %s, %s::bigint[], %s, %s, %s, %s)"
+    call = booking_statement(
+        customer_id=customer.pk,
+        event_id=event_id,
+        seat_ids=seat_ids,
+        hold_id=hold_id,
+        now=now,
+        hide_drafts=hide_drafts,
+        once=once,
+    )
     savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
     with locking.transient_faults_as_busy():
         try:
             with savepoint, connection.cursor() as cursor:
-                cursor.execute(f"SELECT {call}", params)
+                cursor.execute(call.sql, call.params)
                 row = cursor.fetchone()
-        except IntegrityError as exc:
-            _refuse_double_sale(exc, seat_ids or [])
-            raise
         except DatabaseError as exc:
-            refusal = _refusal(exc)
+            refusal = statement_refusal(exc.__cause__, seat_ids)
             if refusal is None:
                 raise
             raise refusal from None
     assert row is not None
     # Django has psycopg hand jsonb over as text (its JSONField decodes it).
-    done: dict[str, Any] = json.loads(row[0])
+    booking = booked(json.loads(row[0]), customer=customer, event_id=event_id, once=once)
+    assert booking.delta is not None  # set by booked
+    changes.announce_on_commit(booking.delta)
+    return booking
+
+
+@dataclass(frozen=True)
+class Statement:
+    """The SQL of one booking and its parameters (psycopg's %s placeholders)."""
+
+    sql: str
+    params: list[Any]
+
+
+def booking_statement(
+    *,
+    customer_id: int,
+    event_id: int,
+    seat_ids: Sequence[int] | None,
+    hold_id: int | None,
+    now: datetime | None = None,
+    hide_drafts: bool,
+    once: idempotency.Claim | None = None,
+) -> Statement:
+    """The statement that makes a booking on PostgreSQL (seatline_book_seats, or with `once`
+    seatline_book_seats_once), run on its own: it commits itself. Its one row's one column
+    is the jsonb that `booked` reads; a refusal is an error `statement_refusal` reads.
+
+    Raises InvalidRequest for seats asked for wrongly, as `book_seats` does."""
+    params: list[Any] = [
+        customer_id,
+        event_id,
+        _requested_seats(seat_ids, hold_id),
+        hold_id,
+        now,
+        hide_drafts,
+        locking.lock_timeout(),
+    ]
+    call = "seatline_book_seats(%s, %s, %s::bigint[], %s, %s, %s, %s)"
+    if once is not None:
+        expired_before = once.expired_before(rules.clock(now))
+        params = [once.key, once.fingerprint, expired_before, *params]
+        call = "seatline_book_seats_once(%s, %s, %s, %s, %s, %s::bigint[], %s, %s, %s, %s)"
+    return Statement(f"SELECT {call}", params)
+
+
+def statement_refusal(
+    error: BaseException | None, seat_ids: list[int] | None
+) -> BookingError | None:
+    """The BookingError for a booking statement's error (psycopg's): a refusal of
+    seatline_book_seats, or the database refusing a second active booking of a seat; None
+    for any other fault."""
+    if isinstance(error, psycopg.errors.UniqueViolation):
+        return _double_sale_refused(error, seat_ids or [])
+    if isinstance(error, psycopg.Error):
+        return _refusal(error)
+    return None
+
+
+def booked(
+    done: dict[str, Any],
+    *,
+    customer: User,
+    event_id: int,
+    once: idempotency.Claim | None = None,
+) -> Booking:
+    """The booking a booking statement made, from its jsonb result: with `booked_seat_ids`,
+    `answer` (the stored API answer, with `once`) and `delta` (what to announce once it
+    has committed) set.
+
+    Raises idempotency.Replayed if the statement found `once`'s key already answered."""
     if "stored" in done:
         assert once is not None
         answered = done["stored"]
@@ -195,41 +272,38 @@ def _book_in_database(
     seats = done["seats"]
     booking.booked_seat_ids = [seat["id"] for seat in seats]
     booking.answer = done.get("answer")
-    changes.announce_on_commit(
-        {
-            "event": event_id,
-            "version": done["version"],
-            "seats": [
-                public_seat(
-                    id=seat["id"],
-                    section=seat["section"],
-                    row_label=seat["row_label"],
-                    number=seat["number"],
-                    x=seat["x"],
-                    y=seat["y"],
-                    price=seat["price"],
-                    state=seat["state"],
-                    features=seat_features(
-                        wheelchair=seat["wheelchair"],
-                        companion=seat["companion"],
-                        restricted_view=seat["restricted_view"],
-                    ),
-                )
-                for seat in seats
-            ],
-            "counts": done["counts"],
-        }
-    )
+    booking.delta = {
+        "event": event_id,
+        "version": done["version"],
+        "seats": [
+            public_seat(
+                id=seat["id"],
+                section=seat["section"],
+                row_label=seat["row_label"],
+                number=seat["number"],
+                x=seat["x"],
+                y=seat["y"],
+                price=seat["price"],
+                state=seat["state"],
+                features=seat_features(
+                    wheelchair=seat["wheelchair"],
+                    companion=seat["companion"],
+                    restricted_view=seat["restricted_view"],
+                ),
+            )
+            for seat in seats
+        ],
+        "counts": done["counts"],
+    }
     return booking
 
 
-def _refusal(exc: DatabaseError) -> BookingError | None:
+def _refusal(error: psycopg.Error) -> BookingError | None:
     """The BookingError for a refusal raised by seatline_book_seats; None for other faults.
     The messages are the Python path's."""
-    cause = exc.__cause__
-    if getattr(cause, "sqlstate", None) != REFUSED:
+    if error.sqlstate != REFUSED:
         return None
-    detail = json.loads(getattr(getattr(cause, "diag", None), "message_detail", "") or "{}")
+    detail = json.loads(error.diag.message_detail or "{}")
     code = detail.get("code")
     seats = detail.get("seats") or []
     if code in _REFUSALS:
@@ -279,15 +353,23 @@ def _record_booked_seats(booking: Booking, seats: list[Seat]) -> None:
 def _refuse_double_sale(exc: IntegrityError, seat_ids: list[int]) -> None:
     """Raises SeatsUnavailable (logged as the bug it is) if `exc` is the database refusing
     a second active booking of a seat; returns otherwise."""
+    refusal = _double_sale_refused(exc, seat_ids)
+    if refusal is not None:
+        raise refusal from exc
+
+
+def _double_sale_refused(exc: BaseException, seat_ids: list[int]) -> BookingError | None:
+    """SeatsUnavailable, logged as the bug it is, if `exc` is the database refusing a
+    second active booking of a seat (the seat locks should have stopped it); else None."""
     # PostgreSQL names the constraint; SQLite names the column.
     if not any(name in str(exc) for name in ("one_active_booking_per_seat", "bookingseat.seat_id")):
-        return
+        return None
     logger.error(
         "The database refused a double sale that the seat locks let through (seats %s)",
         seat_ids,
-        exc_info=True,
+        exc_info=exc,
     )
-    raise SeatsUnavailable("Some of these seats are no longer available.", seats=seat_ids) from exc
+    return SeatsUnavailable("Some of these seats are no longer available.", seats=seat_ids)
 
 
 def cancel_booking(*, booking_id: int, actor: User, now: datetime | None = None) -> Booking:
