@@ -14,10 +14,11 @@ def favicon(request: HttpRequest) -> HttpResponseRedirect:
 
 
 urlpatterns = [
+    # First: the API takes most requests under load, and Django tries patterns in order.
+    path("api/", include("seats.api_urls")),
     path("favicon.ico", favicon),
     path("", include("events.urls")),
     path("", include("seats.urls")),
-    path("api/", include("seats.api_urls")),
     path("accounts/signup/", accounts.signup, name="signup"),
     # Django's auth views (login rate-limited), less password reset: sign-up asks for no
     # e-mail address to send to.
