@@ -21,12 +21,15 @@ AppConfig.ready so that processes which never authenticate (management commands)
 copies too.
 """
 
+import functools
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import User
+from django.contrib.auth.signals import user_logged_in
 from django.db import router, transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.utils.crypto import salted_hmac
@@ -46,7 +49,14 @@ _SESSION_HASH = "get_session_auth_hash"  # shadows the method while `password` i
 def _secret_digest() -> str:
     """Tells copies made under another SECRET_KEY (during its rotation) apart: their
     session hash would not match this process's sessions."""
-    return salted_hmac("booking_site.auth_cache", "session hash secret").hexdigest()[:16]
+    return _digest_of(settings.SECRET_KEY)
+
+
+@functools.lru_cache(maxsize=4)
+def _digest_of(secret: str) -> str:
+    return salted_hmac("booking_site.auth_cache", "session hash secret", secret=secret).hexdigest()[
+        :16
+    ]
 
 
 def _copied_fields() -> list[str]:
@@ -149,6 +159,14 @@ def _drop_copy(sender: type[User], instance: User, **kwargs: Any) -> None:
         transaction.on_commit(lambda: copies.delete(key), using=using)
 
 
+def _copy_on_login(sender: type[User], user: User, **kwargs: Any) -> None:
+    """Copies the user as they sign in, so their first request finds the copy too (and can
+    be answered on the event loop, booking_site.loop_bookings)."""
+    copies.set(user_copy_key(user.pk), _copy_of(user), COPY_SECONDS)
+
+
 pre_save.connect(_refresh_untouched_fields, sender=UserModel, dispatch_uid=__name__ + ".refresh")
 post_save.connect(_drop_copy, sender=UserModel, dispatch_uid=__name__ + ".drop_saved")
 post_delete.connect(_drop_copy, sender=UserModel, dispatch_uid=__name__ + ".drop_deleted")
+# After Django's own update_last_login (connected first), whose save drops the copy.
+user_logged_in.connect(_copy_on_login, dispatch_uid=__name__ + ".copy_on_login")

@@ -14,6 +14,7 @@ from importlib import import_module
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.auth.hashers import make_password
+from django.contrib.auth.signals import user_logged_in
 from django.contrib.sessions.backends.base import SessionBase
 from django.db import DatabaseError
 from django.db.models import Count
@@ -80,7 +81,7 @@ def create_customers(*, count: int, tag: str, password: str | None) -> list[tupl
 
 def session_cookies(usernames: list[str]) -> list[dict[str, str]]:
     """Logged-in session and CSRF cookies for each user, written straight to the session
-    store: what Django's login() would store, without the password check."""
+    store: what Django's login() would store and announce, without the password check."""
     store: type[SessionBase] = import_module(settings.SESSION_ENGINE).SessionStore
     users = {u.username: u for u in get_user_model().objects.filter(username__in=usernames)}
     cookies: list[dict[str, str]] = []
@@ -92,6 +93,7 @@ def session_cookies(usernames: list[str]) -> list[dict[str, str]]:
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
         session.create()
         assert session.session_key is not None  # create() saved it under a new key
+        user_logged_in.send(sender=type(user), request=None, user=user)
         cookies.append(
             {
                 settings.SESSION_COOKIE_NAME: session.session_key,

@@ -39,7 +39,8 @@ def change_password(client, user) -> None:
 
 
 def warm(client, event) -> None:
-    """Two requests: the first copies the user in (signing in dropped the copy)."""
+    """Two requests, after which the session and the user are copied whatever happened
+    before (signing in copies the user, a save drops the copy)."""
     assert [api_status(client, event) for _ in range(2)] == [400, 400]
 
 
@@ -147,3 +148,13 @@ def test_signing_in_records_the_time_in_the_database(client, alice, event):
     sign_in(client, alice)
 
     assert get_user_model().objects.get(pk=alice.pk).last_login > first
+
+
+@pytest.mark.django_db
+def test_signing_in_copies_the_user_so_the_first_request_reads_no_user_row(client, alice, event):
+    sign_in(client, alice)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert api_status(client, event) == 400
+
+    assert session_and_user_queries(queries) == []
