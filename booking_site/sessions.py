@@ -25,6 +25,8 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +36,8 @@ from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore as DBStore
 from django.core.cache import caches
 from django.utils import timezone
+
+from seats import loop_io
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,15 @@ class Lookup:
 UNAVAILABLE = Lookup()
 
 
+class WouldBlock(Exception):
+    """Raised on the event loop (`CacheCopies.prefetched`) where a copy would be read or
+    written with a blocking call: the request is for a thread to serve."""
+
+
+# The copies read ahead for code running on the event loop, by key; None in threads.
+_prefetched: ContextVar[dict[str, Lookup] | None] = ContextVar("prefetched", default=None)
+
+
 class CacheCopies:
     """Copies of database rows in the default cache, each stamped with the generation it
     was written in. Any cache fault makes the process leave the cache alone for
@@ -86,7 +99,14 @@ class CacheCopies:
         return self.get_many([key])[0]
 
     def get_many(self, keys: list[str]) -> list[Lookup]:
-        """What the cache holds under each key, in one read."""
+        """What the cache holds under each key, in one read.
+
+        Raises WouldBlock inside `prefetched` for a key it was not given."""
+        prefetched = _prefetched.get()
+        if prefetched is not None:
+            if not all(key in prefetched for key in keys):
+                raise WouldBlock(f"not read ahead: {keys}")
+            return [prefetched[key] for key in keys]
         if not self._usable():
             return [UNAVAILABLE for _ in keys]
         try:
@@ -96,6 +116,36 @@ class CacheCopies:
             self._failed(exc)
             return [UNAVAILABLE for _ in keys]
         return [self._lookup(found.get(key), generation) for key in keys]
+
+    async def aget_many(self, keys: list[str]) -> dict[str, Lookup] | None:
+        """`get_many` on the event loop, in one read; None where only a thread can answer
+        (the cache is failing or has no generation yet: the thread path handles that)."""
+        if self._outage:
+            return None
+        client = loop_io.cache()
+        try:
+            raw = await client.redis.mget([client.key(k) for k in [self.GENERATION_KEY, *keys]])
+        except Exception as exc:  # whatever the backend raises while it is down
+            self._failed(exc)
+            return None
+        generation = client.loads(raw[0])
+        if not generation:
+            return None
+        return {
+            key: self._lookup(client.loads(entry), str(generation))
+            for key, entry in zip(keys, raw[1:], strict=True)
+        }
+
+    @staticmethod
+    @contextmanager
+    def prefetched(lookups: dict[str, Lookup]) -> Iterator[None]:
+        """Inside, the copies are read from `lookups` (read ahead on the event loop by
+        `aget_many`), and reading any other key or writing any raises WouldBlock."""
+        token = _prefetched.set(lookups)
+        try:
+            yield
+        finally:
+            _prefetched.reset(token)
 
     @staticmethod
     def _lookup(entry: Any, generation: str) -> Lookup:
@@ -107,6 +157,7 @@ class CacheCopies:
         """Copies a row just read from the database after `lookup` found no copy to use.
         An empty key is only filled if it still is, so a copy or tombstone another request
         wrote meanwhile stays."""
+        _refuse_on_loop()
         if lookup.generation is None or timeout <= 0 or not self._usable():
             return
         cache = caches["default"]
@@ -120,6 +171,7 @@ class CacheCopies:
             self._failed(exc)
 
     def set(self, key: str, value: Any, timeout: int) -> None:
+        _refuse_on_loop()
         if timeout <= 0 or not self._usable():
             return
         cache = caches["default"]
@@ -130,6 +182,7 @@ class CacheCopies:
             self._failed(exc)
 
     def delete(self, key: str) -> None:
+        _refuse_on_loop()
         if not self._usable():
             return
         try:
@@ -187,6 +240,11 @@ class CacheCopies:
             )
 
 
+def _refuse_on_loop() -> None:
+    if _prefetched.get() is not None:
+        raise WouldBlock("a copy would be written")
+
+
 copies = CacheCopies()
 
 
@@ -215,6 +273,31 @@ def read_ahead(key: str) -> Lookup | None:
     return ahead[1]
 
 
+def session_copy_keys(session_key: str) -> list[str]:
+    """What loading the session reads from the cache: its copy's key, and its user's copy's
+    if this process has seen the session signed in (`read_ahead`)."""
+    user_id = _session_users.get(session_key)
+    key = SessionStore.cache_key_prefix + session_key
+    return [key] if user_id is None else [key, user_copy_key(user_id)]
+
+
+async def aread_ahead(session_key: str) -> dict[str, Lookup] | None:
+    """On the event loop: the cache copies that loading this session and its user reads,
+    for `CacheCopies.prefetched`. One read, or two for a session this process has not seen
+    signed in yet (its user is known once its copy is read). None where only a thread can
+    answer (see `CacheCopies.aget_many`)."""
+    keys = session_copy_keys(session_key)
+    lookups = await copies.aget_many(keys)
+    if lookups is None or len(keys) > 1:
+        return lookups
+    session = lookups[keys[0]]
+    if not (session.found and isinstance(session.value, dict) and SESSION_KEY in session.value):
+        return lookups
+    user_key = user_copy_key(session.value[SESSION_KEY])
+    users = await copies.aget_many([user_key])
+    return None if users is None else {**lookups, **users}
+
+
 def _remember_user(session_key: str, data: dict[str, Any]) -> None:
     user_id = data.get(SESSION_KEY)
     if user_id is None or _session_users.get(session_key) == user_id:
@@ -240,14 +323,11 @@ class SessionStore(DBStore):
         _read_ahead.set(None)
         if self.session_key is None:
             return {}
-        key = self._copy_key(self.session_key)
-        user_id = _session_users.get(self.session_key)
-        if user_id is None:
-            lookup = copies.get(key)
-        else:
-            user_key = user_copy_key(user_id)
-            lookup, user_lookup = copies.get_many([key, user_key])
-            _read_ahead.set((user_key, user_lookup))
+        keys = session_copy_keys(self.session_key)
+        found = copies.get_many(keys)
+        lookup = found[0]
+        if len(keys) > 1:
+            _read_ahead.set((keys[1], found[1]))
         if lookup.value == DEAD:
             self._session_key = None  # as for a row that is gone: a new key on save
             return {}
@@ -263,7 +343,9 @@ class SessionStore(DBStore):
             return {}
         data = self.decode(row.session_data)
         _remember_user(self.session_key, data)
-        copies.fill(key, data, _copy_seconds(self.get_expiry_age(expiry=row.expire_date)), lookup)
+        copies.fill(
+            keys[0], data, _copy_seconds(self.get_expiry_age(expiry=row.expire_date)), lookup
+        )
         return data
 
     def save(self, must_create: bool = False) -> None:

@@ -27,6 +27,7 @@ from django.core.cache.backends.base import BaseCache
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import escape
 
+from . import loop_io
 from .errors import BookingError
 
 logger = logging.getLogger(__name__)
@@ -86,38 +87,108 @@ def wait_text(seconds: int) -> str:
     return f"{math.ceil(seconds / 60)} minutes"
 
 
+@dataclass(frozen=True)
+class Window:
+    """The current window of one (limit, seconds) rate: its counter's cache key, when it
+    ends, and how long the counter lives."""
+
+    key: str
+    limit: int
+    ends: float
+    timeout: int
+
+
+def windows(scope: str, ident: str, rates: Sequence[tuple[int, int]], at: float) -> list[Window]:
+    """The windows of `ident` under each rate of `scope` at time `at`."""
+    found = []
+    for limit, seconds in rates:
+        window = int(at // seconds)
+        ends = (window + 1) * seconds
+        found.append(
+            Window(
+                key=f"ratelimit:{scope}:{ident}:{seconds}:{window}",
+                limit=limit,
+                ends=ends,
+                timeout=math.ceil(ends - at) + _KEY_GRACE_SECONDS,
+            )
+        )
+    return found
+
+
+def decide(counted: Sequence[tuple[Window, int]], at: float) -> Decision:
+    """Whether a request counted as `counted` (each window with its count, this request
+    included) is within all of them, or the longest wait if not."""
+    retry_after = 0
+    for window, count in counted:
+        if count > window.limit:
+            retry_after = max(retry_after, max(1, math.ceil(window.ends - at)))
+    return Decision(
+        allowed=not retry_after,
+        retry_after=retry_after,
+        counted=tuple(window.key for window, _ in counted),
+    )
+
+
+def cache_skipped() -> bool:
+    """Whether the cache failed a moment ago: requests are let through uncounted."""
+    return time.monotonic() - _cache_failed_at < _SKIP_CACHE_AFTER_FAILURE_SECONDS
+
+
+def cache_failed(scope: str, exc: Exception) -> None:
+    """Lets requests through uncounted for a while, warning once, after the cache failed."""
+    global _cache_failed_at
+    _cache_failed_at = time.monotonic()
+    _warn_unreachable(scope, exc)
+
+
 def hit(
     scope: str, ident: str, rates: Sequence[tuple[int, int]], *, now: float | None = None
 ) -> Decision:
     """Counts one request of `ident` (a customer, an address) against each (limit, seconds)
     rate of `scope`. Returns whether it is within all of them, or the longest wait if not."""
-    global _cache_failed_at
-    if time.monotonic() - _cache_failed_at < _SKIP_CACHE_AFTER_FAILURE_SECONDS:
+    if cache_skipped():
         return ALLOWED
     at = clock() if now is None else now
     cache = caches["default"]
-    retry_after = 0
     counted = []
-    for limit, seconds in rates:
-        window = int(at // seconds)
-        ends = (window + 1) * seconds
-        key = f"ratelimit:{scope}:{ident}:{seconds}:{window}"
+    for window in windows(scope, ident, rates, at):
         try:
-            count = _bump(cache, key, timeout=math.ceil(ends - at) + _KEY_GRACE_SECONDS)
+            count = _bump(cache, window.key, timeout=window.timeout)
         except Exception as exc:  # whatever the backend raises while it is down
-            _cache_failed_at = time.monotonic()
-            _warn_unreachable(scope, exc)
+            cache_failed(scope, exc)
             return ALLOWED
-        counted.append(key)
-        if count > limit:
-            retry_after = max(retry_after, max(1, math.ceil(ends - at)))
-    return Decision(allowed=not retry_after, retry_after=retry_after, counted=tuple(counted))
+        counted.append((window, count))
+    return decide(counted, at)
+
+
+async def ahit(
+    scope: str, ident: str, rates: Sequence[tuple[int, int]], *, now: float | None = None
+) -> Decision:
+    """`hit` on the event loop (booking_site.loop_io's Redis client, the default cache's
+    keys): every window counted in one round trip, each counter made with its expiry if
+    it is new, as `cache.add` and `cache.incr` do."""
+    if cache_skipped() or not rates:
+        return ALLOWED
+    at = clock() if now is None else now
+    client = loop_io.cache()
+    current = windows(scope, ident, rates, at)
+    try:
+        async with client.redis.pipeline(transaction=False) as pipe:
+            for window in current:
+                key = client.key(window.key)
+                pipe.set(key, 0, ex=window.timeout, nx=True)
+                pipe.incr(key)
+            replies = await pipe.execute()
+    except Exception as exc:  # whatever the backend raises while it is down
+        cache_failed(scope, exc)
+        return ALLOWED
+    counts = [int(count) for count in replies[1::2]]
+    return decide(list(zip(current, counts, strict=True)), at)
 
 
 def give_back(decision: Decision) -> None:
     """Takes the request that `decision` counted off its counters again, for a request that
     turned out not to count. Counters already gone (their window over) are left alone."""
-    global _cache_failed_at
     cache = caches["default"]
     for key in decision.counted:
         try:
@@ -125,8 +196,7 @@ def give_back(decision: Decision) -> None:
         except ValueError:  # the counter expired: its window is over anyway
             pass
         except Exception as exc:  # whatever the backend raises while it is down
-            _cache_failed_at = time.monotonic()
-            _warn_unreachable("give back", exc)
+            cache_failed("give back", exc)
             return
 
 
@@ -181,6 +251,11 @@ def seat_action(*, customer_id: int, event_id: int) -> Decision:
 def booking(*, customer_id: int) -> Decision:
     """A booking attempt by the customer, for any event."""
     return hit("bookings", str(customer_id), settings.RATE_LIMIT_BOOKINGS)
+
+
+async def abooking(*, customer_id: int) -> Decision:
+    """`booking` on the event loop."""
+    return await ahit("bookings", str(customer_id), settings.RATE_LIMIT_BOOKINGS)
 
 
 def login_attempt(request: HttpRequest) -> Decision:

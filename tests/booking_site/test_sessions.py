@@ -3,6 +3,7 @@ on a signed-in request, sign-out ends a session everywhere, and a cache that is 
 stuck changes nothing a customer sees: the database answers, and once the cache is back no
 signed-out session returns from it."""
 
+import asyncio
 import logging
 import time
 
@@ -13,7 +14,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from booking_site import sessions
+from booking_site import auth_cache, sessions
+from seats import loop_io
 
 ENGINE = "booking_site.sessions"
 BACKEND = "booking_site.auth_cache.CachedModelBackend"
@@ -308,3 +310,68 @@ def test_a_user_deactivated_while_redis_is_stuck_is_signed_out_when_it_answers_a
     time.sleep(0.6)
 
     assert api_status(client, event) == 401
+
+
+# --- read ahead on the event loop (booking_site.loop_bookings) ------------------------
+
+
+def on_a_loop(coroutine_function):
+    """Runs it on a fresh event loop, closing that loop's connections after it."""
+
+    async def main():
+        try:
+            return await coroutine_function()
+        finally:
+            await loop_io.close()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_on_the_event_loop_a_session_and_its_user_are_read_ahead_then_loaded_without_io(
+    settings, client, alice, monkeypatch
+):
+    use_cached_auth(settings)  # on the Redis of REDIS_URL
+    sign_in(client, alice)
+    key = client.cookies["sessionid"].value
+    sessions._session_users.pop(key, None)  # a process that has not seen it signed in
+    reads: list[list[str]] = []
+    aget_many = sessions.copies.aget_many
+
+    async def counting(keys):
+        reads.append(keys)
+        return await aget_many(keys)
+
+    monkeypatch.setattr(sessions.copies, "aget_many", counting)
+
+    first = on_a_loop(lambda: sessions.aread_ahead(key))
+    user_key = sessions.user_copy_key(alice.pk)
+    assert reads == [[f"session:{key}"], [user_key]]  # the user is known once read
+    with sessions.copies.prefetched(first), CaptureQueriesContext(connection) as queries:
+        data = sessions.SessionStore(key).load()
+        user = auth_cache.cached_user(data["_auth_user_id"])
+        with pytest.raises(sessions.WouldBlock):
+            sessions.copies.get("session:someone-else")
+        with pytest.raises(sessions.WouldBlock):
+            sessions.copies.set(user_key, {}, 60)
+    assert user == alice
+    assert queries.captured_queries == []
+
+    reads.clear()
+    on_a_loop(lambda: sessions.aread_ahead(key))
+    assert reads == [[f"session:{key}", user_key]]  # seen signed in: one read
+
+
+@pytest.mark.django_db
+def test_on_the_event_loop_a_stopped_redis_leaves_the_session_to_a_thread(
+    redis_cache, client, alice, event, caplog
+):
+    sign_in(client, alice)
+    key = client.cookies["sessionid"].value
+    redis_cache.stop()
+
+    assert on_a_loop(lambda: sessions.aread_ahead(key)) is None
+    # ...and threads read from the database meanwhile, without waiting on Redis again.
+    assert api_status(client, event) == 400
+    assert len(outage_warnings(caplog)) == 1

@@ -2,6 +2,7 @@
 address on login and sign-up; 429 with Retry-After, nothing changed, shared through the
 cache, configurable in the environment, open when the cache is down."""
 
+import asyncio
 import json
 import logging
 
@@ -12,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 
 from booking_site.settings import env_rates
-from seats import ratelimits
+from seats import loop_io, ratelimits
 from seats.models import Booking, Hold
 from tests.conftest import make_event
 
@@ -387,3 +388,33 @@ def test_signups_are_limited_per_address(clock, client):
     assert refused["Retry-After"] == "3600"
     assert not get_user_model().objects.filter(username="person5").exists()
     assert signup(client, "person5", address="203.0.113.6").status_code == 302
+
+
+@pytest.mark.redis
+def test_on_the_event_loop_requests_count_in_the_same_windows(clock):
+    """`ahit` (bookings answered on the event loop) and `hit` bump the same counters, and
+    a counter the loop makes expires with its window as one `cache.add` makes."""
+    rates = [(3, 10)]
+
+    async def counted() -> list[bool]:
+        try:
+            return [(await ratelimits.ahit("t", "me", rates)).allowed for _ in range(2)]
+        finally:
+            await loop_io.close()
+
+    assert ratelimits.hit("t", "me", rates).allowed
+    assert asyncio.run(counted()) == [True, True]
+    assert ratelimits.hit("t", "me", rates) == ratelimits.Decision(allowed=False, retry_after=10)
+
+    async def refused_on_the_loop() -> ratelimits.Decision:
+        try:
+            return await ratelimits.ahit("t", "someone", rates)
+        finally:
+            await loop_io.close()
+
+    assert asyncio.run(refused_on_the_loop()).allowed  # a new counter, made on the loop...
+    [window] = ratelimits.windows("t", "someone", rates, clock.now)
+    cache = caches["default"]
+    raw = cache._cache.get_client(window.key).ttl(cache.make_and_validate_key(window.key))
+    assert 0 < raw <= window.timeout  # ...expires like one cache.add made
+    assert cache.get(window.key) == 1
