@@ -26,7 +26,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "booking_site.settings")
 django_wsgi_app = get_wsgi_application()
 
 from django.conf import settings  # noqa: E402  (needs Django set up first)
+from django.http import HttpResponse, HttpResponseBase  # noqa: E402
 
+from booking_site.loop_bookings import LoopBookings  # noqa: E402
 from realtime.asgi import Message, Receive, Scope, Send, build_application  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,15 @@ def _start_message(status: str, headers: list[tuple[str, str]]) -> Message:
     }
 
 
+def _django_answer(response: HttpResponseBase) -> tuple[Message, bytes]:
+    """A Django answer held in memory as ASGI's start message and body, with the status
+    line and headers Django's WSGI handler would give it."""
+    status = f"{response.status_code} {response.reason_phrase}"
+    cookies = [("Set-Cookie", c.output(header="")) for c in response.cookies.values()]
+    assert isinstance(response, HttpResponse)  # the loop path answers nothing streamed
+    return _start_message(status, [*response.items(), *cookies]), response.content
+
+
 class WSGIThreads:
     """Serves HTTP with a WSGI application in a fixed pool of `threads` threads.
 
@@ -108,9 +119,11 @@ class WSGIThreads:
     interpreter lock, which cost a booking more CPU than its database statement.
     """
 
-    def __init__(self, app: WSGIApp, *, threads: int) -> None:
+    def __init__(self, app: WSGIApp, *, threads: int, loop: LoopBookings | None = None) -> None:
         self.app = app
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="web")
+        # Bookings answered on the event loop itself, when it can (booking_site.loop_bookings).
+        self.loop = loop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"
@@ -120,6 +133,16 @@ class WSGIThreads:
         body, scope = read
         loop = asyncio.get_running_loop()
         environ: dict[str, Any] = dict(build_environ(cast(Any, scope), cast(Any, body)))
+        if self.loop is not None and isinstance(body, io.BytesIO):
+            # Its own copy of the environ and body: one it leaves to a thread is unread.
+            answered = await self.loop.answer(
+                {**environ, "wsgi.input": io.BytesIO(body.getvalue())}
+            )
+            if answered is not None:
+                start, content = _django_answer(answered[0])
+                await send(start)
+                await send({"type": "http.response.body", "body": content})
+                return
 
         async def sending(message: Message) -> None:
             await send(message)
@@ -185,5 +208,5 @@ class WSGIThreads:
             logger.exception("Closing an HTTP answer failed; the answer is sent all the same")
 
 
-http = WSGIThreads(django_wsgi_app, threads=settings.WEB_THREADS)
+http = WSGIThreads(django_wsgi_app, threads=settings.WEB_THREADS, loop=LoopBookings.from_settings())
 application = build_application(http)

@@ -273,6 +273,18 @@ BOOKING_CURRENCY_SYMBOL = env_str("BOOKING_CURRENCY_SYMBOL", "€")
 # round trip); off, it runs as the Python service does on SQLite (same rules, ~15 round
 # trips). Both are tested; off is for comparing them.
 BOOKINGS_IN_DATABASE = env_bool("BOOKINGS_IN_DATABASE", True)
+# With PostgreSQL and Redis, POST /api/events/<id>/bookings is answered on the web process's
+# event loop (seats.api_loop): its session, rate limit and statement through async clients,
+# no thread. A request it cannot finish there without blocking (the first of a session in a
+# process, an Idempotency-Key, a cache outage) goes to the WEB_THREADS threads as before.
+BOOKINGS_ON_LOOP = env_bool("BOOKINGS_ON_LOOP", True)
+# Database connections each web process keeps for the bookings on its event loop, on top of
+# DB_POOL_MAX_SIZE (one loop: a few carry many statements, each a round trip).
+DB_LOOP_POOL_SIZE = env_int("DB_LOOP_POOL_SIZE", 8)
+# Those connections prepare their statements (parsed and planned once per connection). Turn
+# off behind a pooler that cannot keep prepared statements (PgBouncer < 1.21 in transaction
+# mode).
+DB_LOOP_PREPARED_STATEMENTS = env_bool("DB_LOOP_PREPARED_STATEMENTS", True)
 # Seconds between sweeps of expired holds. The sweeper runs inside the web process when
 # there is no Redis (one process), and as the Procfile's `worker` otherwise.
 HOLD_SWEEP_INTERVAL = env_float("HOLD_SWEEP_INTERVAL", 1.0)
