@@ -13,13 +13,17 @@ the same code as the thread path:
 - The API view's own parts: `seats.api.booking_order` reads the body,
   `services.bookings.booking_statement` builds the statement, `booked` reads its result,
   `seats.api.error_response` and `booking_answer` answer; the rate limit counts in the same
-  windows (`ratelimits.abooking`); the change is announced as after any commit.
+  windows (`ratelimits.abooking`); the change is announced as after any commit. A booking
+  with an Idempotency-Key is one statement that claims the key and stores the answer, as on
+  the thread path (`seatline_book_seats_once`): a retry is replayed and given back to the
+  rate limit.
 
-Whatever it cannot finish without blocking, it leaves to a thread untouched, before anything
-is counted or written: a session or user whose copy is not in the cache (each session's
-first request in a process), a cache outage, an Idempotency-Key, a middleware that answers by
-itself (a CSRF refusal, a redirect), an anonymous request. Those get the thread path's answer
-because the thread path makes it.
+Whatever it cannot finish without blocking, it leaves to a thread with nothing counted or
+written (what it counted is given back): a session or user whose copy is not in the cache, a
+cache outage, a middleware that answers by itself (a CSRF refusal, a redirect), an anonymous
+request, and with an Idempotency-Key a refusal (stored by `idempotency.respond_once` in a
+transaction) or a request over the rate limit (a stored answer may be replayed). Those get
+the thread path's answer because the thread path makes it.
 """
 
 import functools
@@ -120,7 +124,7 @@ class LoopBookings:
         match = _resolved(request.path_info)
         if match is None:
             return None
-        if match.func is not api.create_booking or idempotency.key_from(request) is not None:
+        if match.func is not api.create_booking:
             return None
         session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
         if not session_key:
@@ -139,10 +143,12 @@ class LoopBookings:
                 return None
         if user is None:
             return None
-        # From here the request is this path's: it is counted, and may book.
-        self.served += 1
         try:
-            response = await self._book(request, user, match.kwargs["event_id"])
+            booked = await self._book(request, user, match.kwargs["event_id"])
+            if booked is None:
+                return None  # given back whatever it counted
+            self.served += 1
+            response = booked
             with copies.prefetched(lookups):
                 for middleware in reversed(self.middleware):
                     if hasattr(middleware, "process_response"):
@@ -178,22 +184,63 @@ class LoopBookings:
         assert isinstance(user, User)
         return user
 
-    async def _book(self, request: HttpRequest, customer: User, event_id: int) -> HttpResponse:
-        """seats.api.create_booking's answer, for a request without an Idempotency-Key."""
+    async def _book(
+        self, request: HttpRequest, customer: User, event_id: int
+    ) -> HttpResponse | None:
+        """seats.api.create_booking's answer (its `_once` and `_write_once` on PostgreSQL),
+        or None, with what it counted given back, for a request a thread must answer: one
+        with an Idempotency-Key that is over the rate limit (a stored answer may be
+        replayed) or refused (the refusal is stored in a transaction of its own)."""
         try:
-            ratelimits.enforce(await ratelimits.abooking(customer_id=customer.pk))
-            order = api.booking_order(request)
-            statement = bookings.booking_statement(
+            key = idempotency.key_from(request)
+            if key is None:
+                ratelimits.enforce(await ratelimits.abooking(customer_id=customer.pk))
+                return await self._make(request, customer, event_id)
+            claim = idempotency.Claim(
                 customer_id=customer.pk,
-                event_id=event_id,
-                seat_ids=order.seat_ids,
-                hold_id=order.hold_id,
-                hide_drafts=not customer.is_staff,
+                key=key,
+                fingerprint=idempotency.fingerprint(request, api.raw_body(request)),
             )
-            done = await _run(statement, order.seat_ids)
-            booking = bookings.booked(done, customer=customer, event_id=event_id)
+            decision = await ratelimits.abooking(customer_id=customer.pk)
+            if not decision.allowed:
+                await ratelimits.agive_back(decision)
+                return None
+            try:
+                return await self._make(request, customer, event_id, once=claim)
+            except idempotency.Replayed as replayed:
+                await ratelimits.agive_back(decision)
+                return replayed.response
+            except idempotency.IdempotencyMismatch:
+                await ratelimits.agive_back(decision)
+                raise
+            except Busy:
+                raise  # not kept: the retry should try again
+            except BookingError:
+                await ratelimits.agive_back(decision)
+                return None
         except BookingError as exc:
             return api.error_response(exc)
+
+    async def _make(
+        self,
+        request: HttpRequest,
+        customer: User,
+        event_id: int,
+        once: idempotency.Claim | None = None,
+    ) -> HttpResponse:
+        """Books what the request asks for: the 201 answer. Raises BookingError, and
+        idempotency.Replayed for a key answered before."""
+        order = api.booking_order(request)
+        statement = bookings.booking_statement(
+            customer_id=customer.pk,
+            event_id=event_id,
+            seat_ids=order.seat_ids,
+            hold_id=order.hold_id,
+            hide_drafts=not customer.is_staff,
+            once=once,
+        )
+        done = await _run(statement, order.seat_ids)
+        booking = bookings.booked(done, customer=customer, event_id=event_id, once=once)
         assert booking.delta is not None  # set by booked
         changes.announce(booking.delta)
         return api.booking_answer(booking)

@@ -82,7 +82,8 @@ def api_view(*methods: str, login_required: bool = True) -> Callable[[View], Vie
     return decorate
 
 
-def _raw_body(request: HttpRequest) -> bytes:
+def raw_body(request: HttpRequest) -> bytes:
+    """The request's body. Raises PayloadTooLarge past DATA_UPLOAD_MAX_MEMORY_SIZE."""
     try:
         return request.body
     except RequestDataTooBig:
@@ -91,7 +92,7 @@ def _raw_body(request: HttpRequest) -> bytes:
 
 def _json_body(request: HttpRequest, *, optional: bool = False) -> dict[str, Any]:
     """The request body as a JSON object. An empty body is {} when `optional`."""
-    raw = _raw_body(request)
+    raw = raw_body(request)
     if optional and not raw.strip():
         return {}
     try:
@@ -144,7 +145,7 @@ def _once(
         ratelimits.enforce(limit())
         return write()
     customer_id = _customer(request).pk
-    fingerprint = idempotency.fingerprint(request, _raw_body(request))
+    fingerprint = idempotency.fingerprint(request, raw_body(request))
     if write_once is None:
         stored = idempotency.stored_answer(
             customer_id=customer_id, key=key, fingerprint=fingerprint

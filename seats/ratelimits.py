@@ -186,6 +186,27 @@ async def ahit(
     return decide(list(zip(current, counts, strict=True)), at)
 
 
+# DECR only a counter that still exists: one whose window ended is left gone, as Django's
+# cache.decr refuses a missing key (a new counter at -1 would never expire).
+_DECR_IF_EXISTS = (
+    "if redis.call('exists', KEYS[1]) == 1 then return redis.call('decr', KEYS[1]) end return 0"
+)
+
+
+async def agive_back(decision: Decision) -> None:
+    """`give_back` on the event loop."""
+    if not decision.counted:
+        return
+    client = loop_io.cache()
+    try:
+        async with client.redis.pipeline(transaction=False) as pipe:
+            for key in decision.counted:
+                pipe.eval(_DECR_IF_EXISTS, 1, client.key(key))
+            await pipe.execute()
+    except Exception as exc:  # whatever the backend raises while it is down
+        cache_failed("give back", exc)
+
+
 def give_back(decision: Decision) -> None:
     """Takes the request that `decision` counted off its counters again, for a request that
     turned out not to count. Counters already gone (their window over) are left alone."""

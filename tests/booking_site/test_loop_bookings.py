@@ -266,9 +266,6 @@ def test_requests_it_cannot_finish_without_blocking_go_to_a_thread(venue, concer
         # The thread copied it back: the next is the loop's again.
         second = seats_body(seats[1])
         await send("after the copy is back", alice.scope(concert.pk, second), second)
-        third = seats_body(seats[2])
-        keyed = alice.scope(concert.pk, third, headers=((b"idempotency-key", b"k-1"),))
-        await send("Idempotency-Key", keyed, third)
         return answers
 
     answers = run(test)
@@ -280,10 +277,62 @@ def test_requests_it_cannot_finish_without_blocking_go_to_a_thread(venue, concer
         "bad host": (400, 0),
         "session not in the cache": (201, 0),
         "after the copy is back": (201, 1),
-        "Idempotency-Key": (201, 0),
     }
     assert answers["no CSRF token"][0].json()["code"] == "csrf_failed"
-    assert set(Seat.objects.filter(state="sold").values_list("pk", flat=True)) == set(seats[:3])
+    assert set(Seat.objects.filter(state="sold").values_list("pk", flat=True)) == set(seats[:2])
+
+
+def test_keyed_bookings_on_the_loop_are_answered_once_and_retries_are_not_counted(
+    venue, concert, seats, settings
+):
+    settings.RATE_LIMIT_BOOKINGS = [(3, 60)]
+    alice, bob = Customer("alice"), Customer("bob")
+
+    def keyed(who: Customer, key: bytes, *seat_ids: int) -> tuple[dict[str, Any], bytes]:
+        body = seats_body(*seat_ids)
+        return who.scope(concert.pk, body, headers=((b"idempotency-key", key),)), body
+
+    async def test(servers: Servers) -> dict[str, tuple[Answer, int]]:
+        answers = {}
+
+        async def send(name: str, request: tuple[dict[str, Any], bytes], thread=False) -> None:
+            before = servers.loop.served
+            answer = await (servers.in_thread if thread else servers.on_loop)(*request)
+            answers[name] = (answer, servers.loop.served - before)
+
+        await send("first", keyed(alice, b"k-1", seats[0]))
+        for n in range(3):  # given back: they do not use up the limit of 3
+            await send(f"retry {n}", keyed(alice, b"k-1", seats[0]))
+        await send("same key, other seats", keyed(alice, b"k-1", seats[1]))
+        await send("same key, other seats, thread", keyed(alice, b"k-1", seats[1]), thread=True)
+        await send("bob, seat taken", keyed(bob, b"k-2", seats[0]))  # stored by a thread
+        await send("bob's retry", keyed(bob, b"k-2", seats[0]))
+        await send("second", keyed(alice, b"k-3", seats[2]))
+        return answers
+
+    answers = run(test)
+    status = {name: (answer.status, served) for name, (answer, served) in answers.items()}
+    assert status == {
+        "first": (201, 1),
+        "retry 0": (201, 1),
+        "retry 1": (201, 1),
+        "retry 2": (201, 1),
+        "same key, other seats": (422, 1),
+        "same key, other seats, thread": (422, 0),
+        "bob, seat taken": (409, 0),
+        "bob's retry": (409, 1),
+        "second": (201, 1),
+    }
+    first = answers["first"][0]
+    for n in range(3):
+        assert answers[f"retry {n}"][0].body == first.body
+    answers["same key, other seats"][0].same_as(answers["same key, other seats, thread"][0])
+    assert answers["bob's retry"][0].body == answers["bob, seat taken"][0].body
+    assert Booking.objects.count() == 2
+    assert set(Seat.objects.filter(state="sold").values_list("pk", flat=True)) == {
+        seats[0],
+        seats[2],
+    }
 
 
 def test_the_rate_limit_counts_loop_and_thread_bookings_together(venue, concert, seats, settings):
