@@ -161,8 +161,10 @@ def _drop_copy(sender: type[User], instance: User, **kwargs: Any) -> None:
 
 def _copy_on_login(sender: type[User], user: User, **kwargs: Any) -> None:
     """Copies the user as they sign in, so their first request finds the copy too (and can
-    be answered on the event loop, booking_site.loop_bookings)."""
-    copies.set(user_copy_key(user.pk), _copy_of(user), COPY_SECONDS)
+    be answered on the event loop, booking_site.loop_bookings). From the database's row,
+    not the signed-in instance, and only into an empty key (`cached_user`): a deactivation
+    or password change saved while the password was being checked is not undone."""
+    cached_user(user.pk)
 
 
 pre_save.connect(_refresh_untouched_fields, sender=UserModel, dispatch_uid=__name__ + ".refresh")

@@ -1,8 +1,9 @@
 """POST /api/events/<id>/bookings answered on the web process's event loop, with no thread.
 
 A booking is one statement (seatline_book_seats), and a signed-in customer's session and
-user are one cache read: the request waits on little but those two round trips, and handing
-it to a thread and back cost more CPU than the rest of it (booking_site/asgi.py). Here the
+user are one cache read: the request waits on little but those round trips (and the rate
+limit's), and handing it to a thread and back cost more CPU than the rest of it
+(booking_site/asgi.py). Here the
 loop does the waiting, through async clients (seats.loop_io), and runs everything else with
 the same code as the thread path:
 
@@ -28,6 +29,7 @@ the thread path's answer because the thread path makes it.
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +40,7 @@ from django.core.exceptions import SynchronousOnlyOperation
 from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.urls import Resolver404, ResolverMatch, resolve
+from django.urls import Resolver404, ResolverMatch, get_urlconf, resolve
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.log import log_response
 from django.utils.module_loading import import_string
@@ -47,7 +49,7 @@ from seats import api, changes, idempotency, locking, loop_io, ratelimits, servi
 from seats.errors import BookingError, Busy
 from seats.services import bookings
 
-from .sessions import WouldBlock, aread_ahead, copies
+from .sessions import Lookup, WouldBlock, aread_ahead, copies
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +69,11 @@ Answer = tuple[HttpResponseBase, HttpRequest]
 
 
 @functools.lru_cache(maxsize=4096)
-def _resolved(path: str) -> ResolverMatch | None:
-    """The URLconf's match for a path, kept: the ROOT_URLCONF does not change while a
-    process runs, and bookings ask for a few paths (one per event) over and over."""
+def _resolved(path: str, urlconf: str) -> ResolverMatch | None:
+    """The URLconf's match for a path, kept: bookings ask for a few paths (one per event)
+    over and over."""
     try:
-        return resolve(path)
+        return resolve(path, urlconf)
     except Resolver404:
         return None
 
@@ -91,13 +93,23 @@ class LoopBookings:
     def from_settings(cls) -> "LoopBookings | None":
         """The loop path for these settings; None where it cannot serve (no PostgreSQL
         function, no Redis cache, BOOKINGS_ON_LOOP off, sessions written on every request
-        or holding the CSRF token, or a middleware it cannot run)."""
+        or holding the CSRF token, another session engine or authentication backend,
+        DJANGO_ALLOW_ASYNC_UNSAFE, or a middleware it cannot run)."""
         if not (settings.BOOKINGS_ON_LOOP and services.bookings_in_database()):
             return None
         if not settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
             return None
         if settings.SESSION_SAVE_EVERY_REQUEST or settings.CSRF_USE_SESSIONS:
             # Their middleware would write the session after the booking: a thread's work.
+            return None
+        if settings.SESSION_ENGINE != "booking_site.sessions" or any(
+            backend != "booking_site.auth_cache.CachedModelBackend"
+            for backend in settings.AUTHENTICATION_BACKENDS
+        ):
+            # Only these read their copies through CacheCopies, which the loop reads ahead.
+            return None
+        if os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):
+            # Django would then let a database read block the loop instead of refusing it.
             return None
         middleware = []
         for path in settings.MIDDLEWARE:
@@ -120,29 +132,15 @@ class LoopBookings:
         thread. `environ` is the request's WSGI environ with its body read in full."""
         if environ["REQUEST_METHOD"] != "POST" or not environ["PATH_INFO"].endswith("/bookings"):
             return None
-        request = WSGIRequest(environ)
-        match = _resolved(request.path_info)
-        if match is None:
+        try:
+            signed_in = await self._signed_in(environ)
+        except Exception:
+            # Nothing is counted or written yet: a thread runs the request again and answers
+            # as Django does (400 for a host not allowed, a copy it cannot read, ...).
             return None
-        if match.func is not api.create_booking:
+        if signed_in is None:
             return None
-        session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
-        if not session_key:
-            return None  # anonymous: 401, from a thread
-        lookups = await aread_ahead(session_key)
-        if lookups is None:
-            return None
-        with copies.prefetched(lookups):
-            try:
-                user = self._signed_in(request, match)
-            except (WouldBlock, SynchronousOnlyOperation):
-                return None  # a read the cache could not answer: the database's
-            except Exception:
-                # Nothing is counted or written yet: a thread runs the request again and
-                # answers as Django does (400 for a host not allowed, say).
-                return None
-        if user is None:
-            return None
+        request, match, user, lookups = signed_in
         try:
             booked = await self._book(request, user, match.kwargs["event_id"])
             if booked is None:
@@ -163,26 +161,44 @@ class LoopBookings:
             )
         return response, request
 
-    def _signed_in(self, request: HttpRequest, match: ResolverMatch) -> User | None:
-        """Runs the middleware's request and view hooks, as Django's handler does before
-        the view; the signed-in customer, or None if a hook answered by itself (a CSRF
-        refusal, a redirect), the request is anonymous or its session changed.
-
-        Raises WouldBlock or SynchronousOnlyOperation for a read not made ahead."""
-        request.resolver_match = match
-        for middleware in self.middleware:
-            if hasattr(middleware, "process_request") and middleware.process_request(request):
-                return None
-        for middleware in self.middleware:
-            if hasattr(middleware, "process_view") and middleware.process_view(
-                request, match.func, match.args, match.kwargs
-            ):
-                return None
-        user = request.user
-        if not user.is_authenticated or request.session.modified:
+    async def _signed_in(
+        self, environ: dict[str, Any]
+    ) -> tuple[HttpRequest, ResolverMatch, User, dict[str, Lookup]] | None:
+        """Reads the session and user ahead, then runs the middleware's request and view
+        hooks as Django's handler does before the view: the request, its match, the
+        signed-in customer and the copies read. None for a request that is not a booking,
+        that a hook answered by itself (a CSRF refusal, a redirect), that is anonymous, or
+        whose session or user the cache could not give (the database's, a thread's)."""
+        request = WSGIRequest(environ)
+        match = _resolved(request.path_info, get_urlconf() or settings.ROOT_URLCONF)
+        if match is None or match.func is not api.create_booking:
             return None
+        session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+        if not session_key:
+            return None  # anonymous: 401, from a thread
+        lookups = await aread_ahead(session_key)
+        if lookups is None:
+            return None
+        with copies.prefetched(lookups):
+            try:
+                request.resolver_match = match
+                for middleware in self.middleware:
+                    if hasattr(middleware, "process_request") and middleware.process_request(
+                        request
+                    ):
+                        return None
+                for middleware in self.middleware:
+                    if hasattr(middleware, "process_view") and middleware.process_view(
+                        request, match.func, match.args, match.kwargs
+                    ):
+                        return None
+                user = request.user
+                if not user.is_authenticated or request.session.modified:
+                    return None
+            except (WouldBlock, SynchronousOnlyOperation):
+                return None  # a read the cache could not answer: the database's
         assert isinstance(user, User)
-        return user
+        return request, match, user, lookups
 
     async def _book(
         self, request: HttpRequest, customer: User, event_id: int

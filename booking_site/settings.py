@@ -274,9 +274,9 @@ BOOKING_CURRENCY_SYMBOL = env_str("BOOKING_CURRENCY_SYMBOL", "€")
 # trips). Both are tested; off is for comparing them.
 BOOKINGS_IN_DATABASE = env_bool("BOOKINGS_IN_DATABASE", True)
 # With PostgreSQL and Redis, POST /api/events/<id>/bookings is answered on the web process's
-# event loop (seats.api_loop): its session, rate limit and statement through async clients,
-# no thread. A request it cannot finish there without blocking (the first of a session in a
-# process, an Idempotency-Key, a cache outage) goes to the WEB_THREADS threads as before.
+# event loop (booking_site.loop_bookings): its session, rate limit and statement through
+# async clients, no thread. A request it cannot finish there without blocking (a session or
+# user not in the cache, a cache outage, a keyed refusal) goes to the WEB_THREADS threads.
 BOOKINGS_ON_LOOP = env_bool("BOOKINGS_ON_LOOP", True)
 # Database connections each web process keeps for the bookings on its event loop, on top of
 # DB_POOL_MAX_SIZE (one loop: a few carry many statements, each a round trip).

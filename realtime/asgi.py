@@ -14,6 +14,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.http.cookie import parse_cookie
 from django.utils.module_loading import import_string
 
+from seats import loop_io
 from seats.sweeper import sweep_forever
 
 from .feed import registry
@@ -107,6 +108,7 @@ class Lifespan:
                 if sweeper is not None:
                     await sweeper
                 await registry().close()
+                await loop_io.close()
                 await asyncio.to_thread(flush_publisher, SHUTDOWN_PUBLISH_WAIT)
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -312,7 +312,7 @@ def booking_answer(booking: Booking) -> HttpResponse:
 @api_view("POST")
 def create_booking(request: HttpRequest, event_id: int) -> HttpResponse:
     """POST /api/events/<id>/bookings. With PostgreSQL and Redis most of these are answered
-    on the event loop instead (seats.api_loop), with this view's rules and answers."""
+    on the event loop instead (booking_site.loop_bookings), with this view's rules and answers."""
     customer = _customer(request)
 
     def limit() -> ratelimits.Decision:

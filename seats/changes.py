@@ -176,8 +176,8 @@ def announce_on_commit(delta: SeatDelta) -> None:
 
 def announce(delta: SeatDelta) -> None:
     """Announces the delta of a change already committed, away from Django's transactions
-    (a statement run on the event loop, seats.api_loop). Never raises: a failing receiver
-    is logged, as `announce_on_commit`'s robust callbacks are."""
+    (a statement run on the event loop, booking_site.loop_bookings). Never raises: a
+    failing receiver is logged, as `announce_on_commit`'s robust callbacks are."""
     for receiver, result in seats_changed.send_robust(sender=SeatDelta, delta=delta):
         if isinstance(result, Exception):
             logger.error(

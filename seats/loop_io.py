@@ -1,7 +1,7 @@
 """The event loop's own connections: a psycopg async pool on the default database and an
 async Redis client on the default cache, one of each per running loop, made on first use.
 
-They serve the requests answered on the loop itself (seats.api_loop), which must never
+They serve the requests answered on the loop itself (booking_site.loop_bookings), which must never
 block it: Django's connections and cache clients do. They are configured from the same
 settings (DATABASES["default"], CACHES["default"]), so they reach the same database with the
 same options (statement_timeout) and read the cache keys Django writes.
@@ -19,6 +19,9 @@ from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.redis import RedisSerializer
 from django.db import connections
+
+# Redis connections of one loop's cache client.
+CACHE_CONNECTIONS = 32
 
 
 @dataclass
@@ -109,12 +112,17 @@ def cache() -> CacheClient:
         config = settings.CACHES["default"]
         options = config.get("OPTIONS", {})
         default = caches.create_connection("default")
+        # A bounded pool: a burst of bookings queues for a connection (each is held for one
+        # round trip) instead of opening one per request up to Redis's maxclients.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            config["LOCATION"],
+            max_connections=CACHE_CONNECTIONS,
+            timeout=options.get("socket_timeout"),
+            socket_connect_timeout=options.get("socket_connect_timeout"),
+            socket_timeout=options.get("socket_timeout"),
+        )
         found.cache = CacheClient(
-            redis=redis.asyncio.Redis.from_url(
-                config["LOCATION"],
-                socket_connect_timeout=options.get("socket_connect_timeout"),
-                socket_timeout=options.get("socket_timeout"),
-            ),
+            redis=redis.asyncio.Redis(connection_pool=pool),
             cache=default,
             serializer=RedisSerializer(),
         )
@@ -134,3 +142,4 @@ async def close() -> None:
         await found.database.close()
     if found.cache is not None:
         await found.cache.redis.aclose()
+        await found.cache.redis.connection_pool.disconnect()

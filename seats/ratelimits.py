@@ -164,7 +164,7 @@ def hit(
 async def ahit(
     scope: str, ident: str, rates: Sequence[tuple[int, int]], *, now: float | None = None
 ) -> Decision:
-    """`hit` on the event loop (booking_site.loop_io's Redis client, the default cache's
+    """`hit` on the event loop (seats.loop_io's Redis client, the default cache's
     keys): every window counted in one round trip, each counter made with its expiry if
     it is new, as `cache.add` and `cache.incr` do."""
     if cache_skipped() or not rates:

@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_in
 from django.core.cache import caches
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -158,3 +159,16 @@ def test_signing_in_copies_the_user_so_the_first_request_reads_no_user_row(clien
         assert api_status(client, event) == 400
 
     assert session_and_user_queries(queries) == []
+
+
+@pytest.mark.django_db
+def test_signing_in_copies_the_users_row_not_the_instance_that_signed_in(alice):
+    """A deactivation saved while the password was being checked is not undone by the copy
+    made at sign-in (from the database's row, into an empty key only)."""
+    get_user_model().objects.filter(pk=alice.pk).update(is_active=False)  # alice is stale
+    sessions.copies.delete(sessions.user_copy_key(alice.pk))
+
+    user_logged_in.send(sender=type(alice), request=None, user=alice)
+
+    copy = caches["default"].get(sessions.user_copy_key(alice.pk))
+    assert copy is not None and copy[1]["row"]["is_active"] is False
