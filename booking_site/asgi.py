@@ -97,9 +97,9 @@ def _start_message(status: str, headers: list[tuple[str, str]]) -> Message:
 def _django_answer(response: HttpResponseBase) -> tuple[Message, bytes]:
     """A Django answer held in memory as ASGI's start message and body, with the status
     line and headers Django's WSGI handler would give it."""
+    assert isinstance(response, HttpResponse)  # the loop path answers nothing streamed
     status = f"{response.status_code} {response.reason_phrase}"
     cookies = [("Set-Cookie", c.output(header="")) for c in response.cookies.values()]
-    assert isinstance(response, HttpResponse)  # the loop path answers nothing streamed
     return _start_message(status, [*response.items(), *cookies]), response.content
 
 
@@ -133,31 +133,34 @@ class WSGIThreads:
         body, scope = read
         loop = asyncio.get_running_loop()
         environ: dict[str, Any] = dict(build_environ(cast(Any, scope), cast(Any, body)))
-        if self.loop is not None and isinstance(body, io.BytesIO):
-            # Its own copy of the environ and body: one it leaves to a thread is unread.
-            answered = await self.loop.answer(
-                {**environ, "wsgi.input": io.BytesIO(body.getvalue())}
+        whole = await self._on_loop(environ, body)
+        if whole is None:
+
+            async def sending(message: Message) -> None:
+                await send(message)
+
+            def send_from_thread(message: Message) -> None:
+                asyncio.run_coroutine_threadsafe(sending(message), loop).result()
+
+            respond = functools.partial(
+                contextvars.copy_context().run, self._respond, environ, send_from_thread
             )
-            if answered is not None:
-                start, content = _django_answer(answered[0])
-                await send(start)
-                await send({"type": "http.response.body", "body": content})
-                return
-
-        async def sending(message: Message) -> None:
-            await send(message)
-
-        def send_from_thread(message: Message) -> None:
-            asyncio.run_coroutine_threadsafe(sending(message), loop).result()
-
-        respond = functools.partial(
-            contextvars.copy_context().run, self._respond, environ, send_from_thread
-        )
-        whole = await loop.run_in_executor(self.executor, respond)
+            whole = await loop.run_in_executor(self.executor, respond)
         if whole is not None:
             start, content = whole
             await send(start)
             await send({"type": "http.response.body", "body": content})
+
+    async def _on_loop(
+        self, environ: dict[str, Any], body: BinaryIO
+    ) -> tuple[Message, bytes] | None:
+        """The whole answer if the loop path (`self.loop`) answers the request; None to
+        leave it to a thread."""
+        if self.loop is None or not isinstance(body, io.BytesIO):
+            return None
+        # Its own copy of the environ and body: one it leaves to a thread is unread.
+        response = await self.loop.answer({**environ, "wsgi.input": io.BytesIO(body.getvalue())})
+        return None if response is None else _django_answer(response)
 
     def _respond(
         self, environ: dict[str, Any], send_from_thread: Callable[[Message], None]

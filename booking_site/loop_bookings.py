@@ -65,8 +65,6 @@ UNUSED_HERE = frozenset(
     }
 )
 
-Answer = tuple[HttpResponseBase, HttpRequest]
-
 
 @functools.lru_cache(maxsize=4096)
 def _resolved(path: str, urlconf: str) -> ResolverMatch | None:
@@ -126,10 +124,10 @@ class LoopBookings:
             middleware.append(factory(_not_called))
         return cls(middleware)
 
-    async def answer(self, environ: dict[str, Any]) -> Answer | None:
-        """The answer to this request if it is a booking the loop can serve, with the
-        request it answers; None, with nothing counted or written, to leave it to a
-        thread. `environ` is the request's WSGI environ with its body read in full."""
+    async def answer(self, environ: dict[str, Any]) -> HttpResponseBase | None:
+        """The answer to this request if it is a booking the loop can serve; None, with
+        nothing counted or written, to leave it to a thread. `environ` is the request's WSGI
+        environ with its body read in full."""
         if environ["REQUEST_METHOD"] != "POST" or not environ["PATH_INFO"].endswith("/bookings"):
             return None
         try:
@@ -159,7 +157,7 @@ class LoopBookings:
             log_response(
                 "%s: %s", response.reason_phrase, request.path, response=response, request=request
             )
-        return response, request
+        return response
 
     async def _signed_in(
         self, environ: dict[str, Any]

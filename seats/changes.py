@@ -170,14 +170,14 @@ def commit_sale_state(*, event_id: int, sale_state: str) -> int:
 def announce_on_commit(delta: SeatDelta) -> None:
     """Announces the delta to live viewers once the transaction commits (at once outside
     a transaction, as after a statement that committed on its own)."""
-    # robust: a failing receiver is logged and never fails the request that committed.
-    transaction.on_commit(partial(seats_changed.send, sender=SeatDelta, delta=delta), robust=True)
+    transaction.on_commit(partial(announce, delta))
 
 
 def announce(delta: SeatDelta) -> None:
-    """Announces the delta of a change already committed, away from Django's transactions
-    (a statement run on the event loop, booking_site.loop_bookings). Never raises: a
-    failing receiver is logged, as `announce_on_commit`'s robust callbacks are."""
+    """Announces the delta of a change already committed (after commit, or at once after a
+    statement that committed on its own, as on the event loop: booking_site.loop_bookings).
+    Never raises: a failing receiver is logged and never fails the request that committed,
+    nor keeps the other receivers from hearing of it."""
     for receiver, result in seats_changed.send_robust(sender=SeatDelta, delta=delta):
         if isinstance(result, Exception):
             logger.error(

@@ -55,19 +55,11 @@ _by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopConnections
 )
 
 
-# The last loop asked for, and its connections: a server process has one loop.
-_last: tuple[asyncio.AbstractEventLoop | None, _LoopConnections] = (None, _LoopConnections())
-
-
 def _connections() -> _LoopConnections:
-    global _last
     loop = asyncio.get_running_loop()
-    if _last[0] is loop:
-        return _last[1]
     found = _by_loop.get(loop)
     if found is None:
         found = _by_loop[loop] = _LoopConnections()
-    _last = (loop, found)
     return found
 
 
@@ -131,11 +123,7 @@ def cache() -> CacheClient:
 
 async def close() -> None:
     """Closes the running loop's connections (its server shutting down)."""
-    global _last
-    loop = asyncio.get_running_loop()
-    found = _by_loop.pop(loop, None)
-    if _last[0] is loop:
-        _last = (None, _LoopConnections())
+    found = _by_loop.pop(asyncio.get_running_loop(), None)
     if found is None:
         return
     if found.database is not None:
