@@ -20,6 +20,10 @@ clock for all of them), --pid PID (server processes whose CPU time is summed ove
 from the first change until the tail ends), --tail S (how long after the last change
 deliveries are still waited for: 5).
 
+Runs on uvloop when it is installed (it comes with uvicorn[standard]), as the project's load
+test does: both measure the server with clients of the same cost per frame, and this one
+measures the bare reference server the same way.
+
 Prints one line: viewers, changes, delivered/expected, lost, p50/p99/max ms, the achieved
 change rate, viewers that got a catch-up (sync/reset) frame, booking answers by status,
 server CPU seconds and CPU ms per 1,000 delivered frames.
@@ -54,6 +58,15 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     return total
+
+
+def run(main):
+    """Runs the coroutine on uvloop if it is installed, else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 # --- viewers (in this process or in a child) -------------------------------------------
@@ -130,7 +143,7 @@ def child(mode, urls, count, offset, conn):
 
         await run_viewers(mode, urls, count, offset, lambda: conn.send("ready"), stop, results)
 
-    asyncio.run(main())
+    run(main())
 
 
 # --- changes ------------------------------------------------------------------------------
@@ -316,7 +329,7 @@ async def idle(url: str, counts: list[int]) -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["idle"]:
-        asyncio.run(idle(sys.argv[2], [int(n) for n in sys.argv[3:]]))
+        run(idle(sys.argv[2], [int(n) for n in sys.argv[3:]]))
         return
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("mode", choices=("raw", "api"))
@@ -332,7 +345,7 @@ def main() -> None:
         args.setup, rest = rest[0], rest[1:]
     args.viewers, args.changes, args.gap = int(rest[0]), int(rest[1]), float(rest[2])
     args.urls = [args.url, *args.more]
-    asyncio.run(drive(args))
+    run(drive(args))
 
 
 if __name__ == "__main__":
