@@ -24,8 +24,7 @@ from django.conf import settings
 from events.models import Event
 
 from .db import in_worker_thread
-from .frames import FrameKind, version_marker
-from .publish import event_group
+from .frames import FrameKind, event_group, version_marker
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +208,14 @@ class EventFeed:
     def _on_probe(self, token: object) -> None:
         if self._probe and self._probe[0] == token and not self._probe[1].done():
             self._probe[1].set_result(None)
+
+    def relay_local(self, version: int, frame: str) -> None:
+        """A change committed in this process, handed over before its trip through the
+        channel layer (whose copy is then dropped as a duplicate). Ignored until the feed
+        has started, and once it is lost: the subscription's copy, or the viewers' catch-up
+        after they reconnect, brings it."""
+        if self.started.done() and not self.lost and not self._stopped:
+            self._on_delta(version, frame)
 
     def _on_delta(self, version: int, frame: str) -> None:
         if self.last_version is None or version == self.last_version + 1:

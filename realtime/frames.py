@@ -14,6 +14,11 @@ class FrameKind(StrEnum):
     HEARTBEAT = "heartbeat"  # the database's version
 
 
+def event_group(event_id: int) -> str:
+    """The channel-layer group an event's changes are published to."""
+    return f"event-{event_id}"
+
+
 class DeltaMessage(TypedDict):
     """What crosses the channel layer (JSON through Redis): one pre-rendered frame."""
 

@@ -6,6 +6,10 @@ which publishes the frames in the order they were queued. A frame that cannot be
 (the queue is full, Redis is down or stopped answering) is dropped and logged: viewers repair
 the gap from the database through their version checks, the heartbeat and resync.
 
+The process's own viewers do not wait for that round trip: the frame is also handed to its
+feed of the event on the server's event loop (`_relay_in_this_process`), and the copy that
+comes back through Redis is dropped there as one already relayed.
+
 The in-memory channel layer (one process: the embedded default and the tests) is published
 to at once instead, on the event loop its sockets are served by: it never waits on anything,
 and it is not thread-safe, so its queues and groups must only be touched from that loop. A
@@ -29,13 +33,10 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from seats.payloads import SeatDelta
 
-from .frames import DeltaMessage, delta_frame
+from .feed import registry
+from .frames import DeltaMessage, delta_frame, event_group
 
 logger = logging.getLogger(__name__)
-
-
-def event_group(event_id: int) -> str:
-    return f"event-{event_id}"
 
 
 # Longest one publish may take before the frame is given up.
@@ -209,6 +210,31 @@ def _send_in_process(layer: InMemoryChannelLayer, group: str, message: DeltaMess
     async_to_sync(layer.group_send)(group, message)
 
 
+def _relay_local(message: DeltaMessage) -> None:
+    """On the server's loop: the frame to this process's feed of the event, if it has one."""
+    feed = registry().feeds.get(message["event"])
+    if feed is not None:
+        feed.relay_local(message["version"], message["frame"])
+
+
+def _relay_in_this_process(message: DeltaMessage) -> None:
+    """Hands a change committed in this process to its own viewers at once, on the server's
+    loop (after the callback or thread that committed it), instead of after its round trip
+    through the publisher thread, Redis and the feed's subscription. Other processes' viewers
+    get it from Redis as before."""
+    loop = _server_loop
+    if loop is None or not loop.is_running():
+        return  # no sockets served here (a management command, a test without a server)
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        loop.call_soon(_relay_local, message)
+    else:
+        loop.call_soon_threadsafe(_relay_local, message)
+
+
 def announce_delta(delta: SeatDelta) -> None:
     """Renders the delta's frame once and hands it on for every process's viewers, without
     waiting for it to be published.
@@ -229,6 +255,7 @@ def announce_delta(delta: SeatDelta) -> None:
             _send_in_process(layer, group, message)
         else:
             publisher().submit(group, message)
+            _relay_in_this_process(message)
     except Exception:
         logger.exception(
             "Could not announce version %s of event %s", delta.get("version"), delta.get("event")

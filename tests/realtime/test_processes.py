@@ -7,7 +7,7 @@ import pytest
 import websockets
 
 from seats.models import Seat
-from tests.realtime.viewers import Viewer, post_json
+from tests.realtime.viewers import MARKER, Viewer, post_json
 from tests.servers import Server, session_headers
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -40,6 +40,47 @@ def test_booking_on_one_process_reaches_viewers_on_both(servers, event, seat_ids
             await viewer.wait_for(seat_ids[1], "sold")
             assert viewer.version == event.version + 1
             await viewer.ws.close()
+
+    asyncio.run(scenario())
+
+
+def test_changes_reach_the_committing_process_s_own_viewers_once_each_in_order(
+    servers, event, seat_ids, alice
+):
+    """The committing process hands each change to its own viewers at once and again gets it
+    back from Redis: that copy is dropped, and a viewer there sees every version once."""
+    a, b = servers
+    headers = session_headers(alice)
+
+    async def deltas(viewer: Viewer, until: int) -> list[int]:
+        seen = []
+        async with asyncio.timeout(10):
+            while not seen or seen[-1] < until:
+                kind, version = MARKER.match(await viewer.ws.recv()).groups()
+                if kind == "delta":
+                    seen.append(int(version))
+        # Long enough for any copy through Redis to have come in behind the last one.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                while True:
+                    kind, version = MARKER.match(await viewer.ws.recv()).groups()
+                    if kind == "delta":
+                        seen.append(int(version))
+        return seen
+
+    async def scenario():
+        here = await Viewer(a, event.pk, event.version).connect()
+        there = await Viewer(b, event.pk, event.version).connect()
+        for seat_id in seat_ids[:4]:
+            status, body = await asyncio.to_thread(
+                post_json, a, f"/api/events/{event.pk}/bookings", {"seats": [seat_id]}, headers
+            )
+            assert status == 201, body
+        expected = [event.version + n for n in range(1, 5)]
+        assert await deltas(here, expected[-1]) == expected
+        assert await deltas(there, expected[-1]) == expected
+        await here.ws.close()
+        await there.ws.close()
 
     asyncio.run(scenario())
 

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from realtime import publish
+from realtime.feed import EventFeed, registry
 from realtime.publish import Publisher
 
 
@@ -63,3 +64,49 @@ def test_a_stuck_layer_drops_frames_without_making_anyone_wait(layer, monkeypatc
     assert publisher.flush(timeout=5)
     assert layer.sent == [("realtime-publisher", 21)]
     assert "Publishing live updates again, after dropping 20" in caplog.text
+
+
+class RecordingSubscriber:
+    def __init__(self) -> None:
+        self.versions: list[int] = []
+
+    def deliver(self, *, kind: str, version: int, frame: str) -> None:
+        self.versions.append(version)
+
+    def feed_lost(self) -> None:
+        raise AssertionError("the feed was not lost")
+
+
+def test_this_process_s_viewers_get_its_changes_without_waiting_on_the_layer(layer, monkeypatch):
+    """A change committed here goes to this process's feed on the server's loop at once,
+    from the loop's own thread (a booking on the loop) or a request's thread alike, even
+    while publishing is stuck; the copy the layer brings back later is dropped there."""
+    monkeypatch.setattr(publish, "PUBLISH_TIMEOUT", 0.05)
+    monkeypatch.setattr(publish, "_publisher", None)  # one of its own, dropping these
+    layer.stuck = True
+
+    def delta(version: int) -> dict:
+        return {"event": 1, "version": version, "seats": [], "counts": {}}
+
+    async def scenario() -> list[int]:
+        publish.serve_from(asyncio.get_running_loop())
+        feed = EventFeed(1, on_lost=lambda feed: None)
+        feed.started.set_result(None)
+        feed.last_version = feed.recent_after = 4
+        subscriber = RecordingSubscriber()
+        feed.subscribers.add(subscriber)
+        registry().feeds[1] = feed
+        try:
+            publish.announce_delta(delta(5))  # on the loop's thread
+            await asyncio.to_thread(publish.announce_delta, delta(6))  # a request's thread
+            async with asyncio.timeout(5):
+                while len(subscriber.versions) < 2:
+                    await asyncio.sleep(0.01)
+            feed.relay_local(5, "<div></div>")  # version 5 again, as the layer's copy comes
+            return subscriber.versions
+        finally:
+            del registry().feeds[1]
+
+    assert asyncio.run(scenario()) == [5, 6]
+    assert publish.flush_publisher(timeout=5)
+    assert layer.sent == []  # stuck: nothing went out through the layer
