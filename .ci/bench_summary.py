@@ -11,7 +11,7 @@ def number(pattern: str, text: str) -> float | None:
 
 
 def p99(text: str) -> float | None:
-    return number(r"p99=([\d.]+)ms", text)
+    return number(r"(?:^|\s)p99=([\d.]+)ms", text)  # not client_lag_p99= or booking_p99=
 
 
 def cpu_per_k(text: str) -> float | None:
@@ -154,7 +154,7 @@ def main() -> None:
                 return "?" if value is None else f"{value:g}"
 
             p99_pattern, lost_pattern, cpu_pattern = (
-                r"p99=([\d.]+)ms",
+                r"(?:^|\s)p99=([\d.]+)ms",
                 r"lost=(\d+)",
                 r"server_cpu=([\d.]+)s",
             )

@@ -212,9 +212,17 @@ class EventFeed:
     def relay_local(self, version: int, frame: str) -> None:
         """A change committed in this process, handed over before its trip through the
         channel layer (whose copy is then dropped as a duplicate). Ignored until the feed
-        has started, and once it is lost: the subscription's copy, or the viewers' catch-up
-        after they reconnect, brings it."""
-        if self.started.done() and not self.lost and not self._stopped:
+        has started and knows a version to follow on from, and once it is lost: the
+        subscription's copy, or the viewers' catch-up after they reconnect, brings it. (A
+        feed that knows no version yet takes its first one from the subscription, in the
+        order Redis has them: a local version ahead of one committed elsewhere must not be
+        the first, or the earlier one would be dropped as already passed.)"""
+        if (
+            self.started.done()
+            and not self.lost
+            and not self._stopped
+            and self.last_version is not None
+        ):
             self._on_delta(version, frame)
 
     def _on_delta(self, version: int, frame: str) -> None:

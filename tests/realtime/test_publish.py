@@ -83,6 +83,7 @@ def test_this_process_s_viewers_get_its_changes_without_waiting_on_the_layer(lay
     while publishing is stuck; the copy the layer brings back later is dropped there."""
     monkeypatch.setattr(publish, "PUBLISH_TIMEOUT", 0.05)
     monkeypatch.setattr(publish, "_publisher", None)  # one of its own, dropping these
+    monkeypatch.setattr(publish, "_server_loop", None)  # this test's loop, forgotten after
     layer.stuck = True
 
     def delta(version: int) -> dict:
@@ -110,3 +111,18 @@ def test_this_process_s_viewers_get_its_changes_without_waiting_on_the_layer(lay
     assert asyncio.run(scenario()) == [5, 6]
     assert publish.flush_publisher(timeout=5)
     assert layer.sent == []  # stuck: nothing went out through the layer
+
+
+def test_a_feed_that_knows_no_version_yet_takes_its_first_from_the_subscription():
+    """Its first version sets where it goes on from: a local one ahead of a version committed
+    elsewhere, still on its way through Redis, would make that one look already passed."""
+
+    async def scenario() -> tuple[list[int], int | None]:
+        feed = EventFeed(1, on_lost=lambda feed: None)
+        feed.started.set_result(None)
+        subscriber = RecordingSubscriber()
+        feed.subscribers.add(subscriber)
+        feed.relay_local(7, "<div></div>")
+        return subscriber.versions, feed.last_version
+
+    assert asyncio.run(scenario()) == ([], None)
