@@ -25,7 +25,8 @@ test does: both measure the server with clients of the same cost per frame, and 
 measures the bare reference server the same way.
 
 Prints one line: viewers, changes, delivered/expected, lost, p50/p99/max ms, the achieved
-change rate, viewers that got a catch-up (sync/reset) frame, booking answers by status,
+change rate, viewers that could not connect (failed_connects, when any: their frames count as
+lost), viewers that got a catch-up (sync/reset) frame, booking answers by status,
 server CPU seconds and CPU ms per 1,000 delivered frames.
 """
 
@@ -75,9 +76,11 @@ def run(main):
 async def run_viewers(mode, urls, count, offset, connected, stop, results):
     latencies: list[float] = []
     catchups = 0
+    failed = 0
 
     async def viewer(i, ready):
-        nonlocal catchups
+        nonlocal catchups, failed
+        opened = False
         url = urls[(offset + i) % len(urls)]
         seen: set[int] = set()
         caught_up = False
@@ -93,6 +96,7 @@ async def run_viewers(mode, urls, count, offset, connected, stop, results):
                 if mode == "api"
                 else None,
             ) as ws:
+                opened = True
                 ready.release()
                 while True:
                     data = await ws.recv(decode=False)
@@ -113,6 +117,12 @@ async def run_viewers(mode, urls, count, offset, connected, stop, results):
                             seats_seen.append(seat)
         except (websockets.ConnectionClosed, asyncio.CancelledError, OSError):
             pass
+        except Exception:  # a refused or broken handshake: counted, never waited for
+            pass
+        finally:
+            if not opened:
+                failed += 1
+                ready.release()
 
     seats_seen: list[int] = []
     ready = asyncio.Semaphore(0)
@@ -128,7 +138,7 @@ async def run_viewers(mode, urls, count, offset, connected, stop, results):
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    results(latencies, seats_seen, catchups)
+    results(latencies, seats_seen, catchups, failed)
 
 
 def child(mode, urls, count, offset, conn):
@@ -138,8 +148,8 @@ def child(mode, urls, count, offset, conn):
         async def stop():
             await loop.run_in_executor(None, conn.recv)
 
-        def results(latencies, seats, catchups):
-            conn.send((latencies, seats, catchups))
+        def results(latencies, seats, catchups, failed):
+            conn.send((latencies, seats, catchups, failed))
 
         await run_viewers(mode, urls, count, offset, lambda: conn.send("ready"), stop, results)
 
@@ -267,12 +277,13 @@ async def drive(args):
     cpu = cpu_seconds(args.pid) - cpu_before
 
     latencies: list[float] = []
-    catchups = 0
+    catchups = failed = 0
     for pipe in pipes:
         pipe.send("stop")
     for pipe in pipes:
-        got, seats_seen, caught = await loop.run_in_executor(None, pipe.recv)
+        got, seats_seen, caught, refused = await loop.run_in_executor(None, pipe.recv)
         catchups += caught
+        failed += refused
         if args.mode == "raw":
             latencies.extend(got)
         else:
@@ -296,6 +307,8 @@ async def drive(args):
         f"lost={expected - len(latencies)} p50={q(0.5):.1f}ms p99={q(0.99):.1f}ms "
         f"max={q(1):.1f}ms rate={args.changes / sending:.1f}/s"
     )
+    if failed:  # viewers that never connected: their deliveries count as lost
+        line += f" failed_connects={failed}"
     if args.mode == "api":
         booking_times.sort()
         b50 = booking_times[len(booking_times) // 2] * 1000 if booking_times else float("nan")
