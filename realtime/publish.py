@@ -253,18 +253,17 @@ def announce_delta(delta: SeatDelta) -> None:
         layer = get_channel_layer()
         if isinstance(layer, InMemoryChannelLayer):
             _send_in_process(layer, group, message)
-        else:
-            publisher().submit(group, message)
+            return
+        publisher().submit(group, message)
     except Exception:
         logger.exception(
             "Could not announce version %s of event %s", delta.get("version"), delta.get("event")
         )
         return
-    if not isinstance(layer, InMemoryChannelLayer):
-        try:
-            _relay_in_this_process(message)
-        except RuntimeError as exc:  # the server's loop closed meanwhile (shutting down)
-            logger.debug("Not relayed in this process: %s", exc)
+    try:
+        _relay_in_this_process(message)
+    except RuntimeError as exc:  # the server's loop closed meanwhile (shutting down)
+        logger.debug("Not relayed in this process: %s", exc)
 
 
 def on_seats_changed(sender: object, *, delta: SeatDelta, **kwargs: Any) -> None:
