@@ -10,8 +10,10 @@ from seats.errors import (
     Conflict,
     NotFound,
     SeatsUnavailable,
+    UnknownSeats,
 )
-from seats.models import BookingSeat, Hold, Seat
+from seats.models import BookingSeat, Hold, Seat, SeatChange
+from tests.conftest import make_event
 from tests.seats.helpers import states
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("booking_path")]
@@ -51,6 +53,39 @@ def test_book_directly(alice, event, seat_ids, now):
     assert booking.total == Decimal("120.00")
     assert states(seat_ids[3:6]) == ["sold"] * 3
     assert BookingSeat.objects.filter(booking=booking, active=True).count() == 3
+
+
+def test_seats_asked_for_in_any_order_are_booked_and_announced_in_id_order(
+    alice, event, seat_ids, now
+):
+    asked = [seat_ids[5], seat_ids[2], seat_ids[4]]
+
+    booking = services.book_seats(customer=alice, event_id=event.pk, seat_ids=asked, now=now)
+
+    assert booking.booked_seat_ids == sorted(asked)
+    assert [seat.pk for seat in booking.seats.order_by("pk")] == sorted(asked)
+    assert states(sorted(asked)) == ["sold"] * 3
+    changed = SeatChange.objects.filter(event=event).order_by("pk")
+    assert [change.seat_id for change in changed] == sorted(asked)
+
+
+def test_unknown_seats_among_ones_in_any_order_are_named_and_nothing_is_booked(
+    alice, venue, event, seat_ids, now, db_state
+):
+    elsewhere = make_event(venue, name="Other").seats.order_by("pk").first()
+    assert elsewhere is not None
+    before = db_state()
+
+    with pytest.raises(UnknownSeats) as exc:
+        services.book_seats(
+            customer=alice,
+            event_id=event.pk,
+            seat_ids=[10**9, seat_ids[3], elsewhere.pk, seat_ids[1]],
+            now=now,
+        )
+
+    assert exc.value.seats == sorted([elsewhere.pk, 10**9])
+    assert db_state() == before
 
 
 def test_booking_a_seat_held_by_someone_else_is_refused(alice, bob, event, seat_ids, now, db_state):
