@@ -1,5 +1,6 @@
-"""The publisher: committed changes go out in order from a thread of its own, and a layer
-that is down or stuck costs dropped frames (logged once), never a waiting request."""
+"""The publishers: committed changes go out in order, from the server's loop in batches or
+from a thread of their own, and a layer that is down or stuck costs dropped frames (logged
+once), never a waiting request."""
 
 import asyncio
 import logging
@@ -7,20 +8,25 @@ import threading
 import time
 
 import pytest
+from channels.layers import get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from realtime import publish
 from realtime.feed import EventFeed, registry
-from realtime.publish import Publisher
+from realtime.publish import LoopPublisher, Publisher
 
 
 class RecordingLayer:
     def __init__(self, *, stuck: bool = False) -> None:
         self.stuck = stuck
+        self.delay = 0.0
         self.sent: list[tuple[str, int]] = []
 
     async def group_send(self, group: str, message: dict) -> None:
         if self.stuck:
             await asyncio.sleep(60)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.sent.append((threading.current_thread().name, message["version"]))
 
 
@@ -66,6 +72,89 @@ def test_a_stuck_layer_drops_frames_without_making_anyone_wait(layer, monkeypatc
     assert "Publishing live updates again, after dropping 20" in caplog.text
 
 
+@pytest.fixture
+def batches(monkeypatch):
+    """The versions in each batch the loop publishers send."""
+    sent: list[list[int]] = []
+    send = publish._publish
+
+    async def recording(layer, client, frames):
+        sent.append([frame.message["version"] for frame in frames])
+        await send(layer, client, frames)
+
+    monkeypatch.setattr(publish, "_publish", recording)
+    return sent
+
+
+def test_on_the_loop_frames_go_out_in_order_one_group_send_each_on_other_layers(layer, batches):
+    layer.delay = 0.01
+
+    async def scenario() -> None:
+        publisher = LoopPublisher()
+        publisher.submit("event-1", message(1))
+        await asyncio.sleep(0.01)  # version 1 is on its way
+        for version in range(2, 101):
+            publisher.submit("event-1", message(version))
+        await publisher.flush()
+
+    asyncio.run(scenario())
+    assert batches == [[version] for version in range(1, 101)]
+    assert layer.sent == [("MainThread", version) for version in range(1, 101)]
+
+
+def test_on_the_loop_a_stuck_layer_drops_frames_without_making_anyone_wait(
+    layer, monkeypatch, caplog
+):
+    monkeypatch.setattr(publish, "PUBLISH_TIMEOUT", 0.05)
+    layer.stuck = True
+
+    async def scenario() -> None:
+        publisher = LoopPublisher(capacity=5)
+        started = time.monotonic()
+        for version in range(1, 21):
+            publisher.submit("event-1", message(version))  # 6 to 20: the queue is full
+        assert time.monotonic() - started < 0.5
+        await publisher.flush()  # 1 to 5: timed out
+        assert layer.sent == []
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "not being published" in warnings[0]
+
+        layer.stuck = False
+        publisher.submit("event-1", message(21))
+        await publisher.flush()
+
+    asyncio.run(scenario())
+    assert layer.sent == [("MainThread", 21)]
+    assert "Publishing live updates again, after dropping 20" in caplog.text
+
+
+@pytest.mark.redis
+def test_on_the_loop_frames_queued_while_a_batch_is_out_go_through_redis_in_the_next(batches):
+    """A batch is one pipeline, published as the layer's own group_send would: its
+    subscription gets every frame, in order."""
+    layer = get_channel_layer()
+    assert isinstance(layer, RedisPubSubChannelLayer)
+
+    async def scenario() -> list[int]:
+        channel = await layer.new_channel("test.")
+        await layer.group_add("event-77", channel)
+        publisher = publish.loop_publisher()
+        publisher.submit("event-77", message(1))
+        await asyncio.sleep(0)  # version 1 is on its way
+        for version in range(2, 51):
+            publisher.submit("event-77", message(version))
+        assert await publish.close_loop_publisher(timeout=5)
+        received = []
+        async with asyncio.timeout(5):
+            for _ in range(50):
+                received.append((await layer.receive(channel))["version"])
+        await layer.group_discard("event-77", channel)
+        return received
+
+    assert asyncio.run(scenario()) == list(range(1, 51))
+    assert batches == [[1], list(range(2, 51))]
+
+
 class RecordingSubscriber:
     def __init__(self) -> None:
         self.versions: list[int] = []
@@ -80,9 +169,10 @@ class RecordingSubscriber:
 def test_this_process_s_viewers_get_its_changes_without_waiting_on_the_layer(layer, monkeypatch):
     """A change committed here goes to this process's feed on the server's loop at once,
     from the loop's own thread (a booking on the loop) or a request's thread alike, even
-    while publishing is stuck; the copy the layer brings back later is dropped there."""
+    while publishing is stuck; the copy the layer brings back later is dropped there. Both
+    are published from that loop, not by the publisher thread."""
     monkeypatch.setattr(publish, "PUBLISH_TIMEOUT", 0.05)
-    monkeypatch.setattr(publish, "_publisher", None)  # one of its own, dropping these
+    monkeypatch.setattr(publish, "_publisher", None)  # none yet, and none after
     monkeypatch.setattr(publish, "_server_loop", None)  # this test's loop, forgotten after
     layer.stuck = True
 
@@ -109,7 +199,7 @@ def test_this_process_s_viewers_get_its_changes_without_waiting_on_the_layer(lay
             del registry().feeds[1]
 
     assert asyncio.run(scenario()) == [5, 6]
-    assert publish.flush_publisher(timeout=5)
+    assert publish._publisher is None
     assert layer.sent == []  # stuck: nothing went out through the layer
 
 
