@@ -2,13 +2,15 @@
 function does; its arguments, locks, rules and rows are unchanged).
 
 PL/pgSQL keeps a plan per statement, but for a statement whose generic plan looks dearer
-than one made for the call's own values it plans again on every call. The seat lock and the
-seat update took the seat ids as one array (`id = ANY(...)`), whose generic plan assumes ten
-of them: both were planned anew for every booking, about a sixth of the function's time
-(perf, pgbench calling the function). Here each seat is locked and updated by its own
-statement on the primary key, in ascending id order as before (the ids are sorted here when
-the caller did not sort them), and lock_timeout is set by an assignment instead of a
-statement. Nothing is created on other databases.
+than one made for the call's own values it plans again on every call. The seat lock, the
+seat update and the end of emptied holds took their ids as one array (`id = ANY(...)`), whose
+generic plan assumes ten of them: they were planned anew for every booking, about a sixth of
+the function's time (perf, pgbench calling the function). Here each seat (and hold) is
+locked and updated by its own statement on the primary key, in ascending id order as before
+(the ids are sorted here when the caller did not sort them), and lock_timeout is set by an
+assignment instead of a statement. An empty list of seats, or one naming a seat twice, is
+refused (SQLSTATE 22023) instead of being booked as zero seats or refused as unknown; the
+API refuses both before it calls. Nothing is created on other databases.
 """
 
 import importlib
@@ -97,11 +99,19 @@ BEGIN
     END IF;
 
     IF p_seat_ids IS NOT NULL THEN
+        -- Ascending (the lock order), sorted here when the caller did not. No seat, or one
+        -- twice, is a caller's bug (the API refuses both before it calls): nothing is booked.
         v_ids := p_seat_ids;
-        -- In ascending order without repeats (the lock order); sorted here only if not.
+        IF cardinality(v_ids) = 0 THEN
+            RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'seatline_book_seats: no seats';
+        END IF;
         FOR i IN 2 .. cardinality(v_ids) LOOP
             IF v_ids[i] <= v_ids[i - 1] THEN
                 v_ids := ARRAY(SELECT DISTINCT s FROM unnest(p_seat_ids) AS s ORDER BY s);
+                IF cardinality(v_ids) < cardinality(p_seat_ids) THEN
+                    RAISE EXCEPTION USING ERRCODE = '22023',
+                        MESSAGE = 'seatline_book_seats: a seat is listed twice';
+                END IF;
                 EXIT;
             END IF;
         END LOOP;
@@ -116,8 +126,7 @@ BEGIN
 
     -- The seats, locked in primary-key order, claimed one by one: the customer's own held
     -- seats, free ones (a seat under a lapsed hold is free), and the rest taken. One seat per
-    -- statement: its plan (by primary key) is made once per connection and kept, where one
-    -- statement for the whole array was planned again on every call.
+    -- statement, so that PL/pgSQL keeps its plan (see the module docstring).
     FOREACH v_id IN ARRAY v_ids LOOP
         SELECT s.id, s.state, s.hold_id, s.price INTO v_row FROM seats_seat s
          WHERE s.id = v_id AND s.event_id = p_event FOR UPDATE;
@@ -189,7 +198,7 @@ BEGIN
     INSERT INTO seats_bookingseat (booking_id, seat_id, price, active)
     SELECT v_booking, seat, price, true FROM unnest(v_locked, v_prices) AS b(seat, price);
 
-    -- One seat per statement, in id order, for the same reason as the locks.
+    -- One seat per statement, in id order, as the locks.
     FOREACH v_id IN ARRAY v_locked LOOP
         UPDATE seats_seat SET state = 'sold', hold_id = NULL WHERE id = v_id
         RETURNING jsonb_build_object(
@@ -203,15 +212,16 @@ BEGIN
     -- End the holds the seats left empty, without waiting for a hold's lock (that would
     -- break the lock order): whoever holds it ends it or keeps it. Lapsed ones expired; the
     -- customer's own was booked.
-    IF cardinality(v_replaced) > 0 OR v_hold_id IS NOT NULL THEN
+    -- One hold per statement, as the seats.
+    FOREACH v_id IN ARRAY array_append(v_replaced, v_hold_id) LOOP
+        CONTINUE WHEN v_id IS NULL;
         UPDATE seats_hold h
            SET ended_at = v_now,
                end_reason = CASE WHEN h.id = v_hold_id THEN 'booked' ELSE 'expired' END
          WHERE h.id IN (SELECT l.id FROM seats_hold l
-                         WHERE l.id = ANY(array_append(v_replaced, v_hold_id)) AND l.ended_at IS NULL
-                           FOR UPDATE SKIP LOCKED)
+                         WHERE l.id = v_id AND l.ended_at IS NULL FOR UPDATE SKIP LOCKED)
            AND NOT EXISTS (SELECT 1 FROM seats_seat s WHERE s.hold_id = h.id);
-    END IF;
+    END LOOP;
 
     -- The event row lock comes last and is held only for this and the commit. Sales may
     -- have closed since the first read: checked again under the lock.

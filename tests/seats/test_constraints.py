@@ -2,8 +2,9 @@
 
 from decimal import Decimal
 
+import psycopg
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from seats import services
@@ -70,4 +71,27 @@ def test_when_the_constraint_catches_a_double_sale_the_customer_gets_a_409(
         services.book_seats(customer=bob, event_id=event.pk, seat_ids=seat_ids[:2])
 
     assert refused.value.status == 409
+    assert db_state() == before
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("asked", [[], [1, 0, 1]], ids=["no-seats", "a-seat-twice"])
+def test_the_booking_function_refuses_no_seats_or_a_seat_twice(
+    alice, event, seat_ids, db_state, asked
+):
+    """The API refuses both before it calls; called around it, the function books nothing."""
+    ids = [seat_ids[i] for i in asked]
+    before = db_state()
+
+    with (
+        pytest.raises(DataError) as refused,
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            "SELECT seatline_book_seats(%s, %s, %s::bigint[], NULL, NULL, true, '5s')",
+            [alice.pk, event.pk, ids],
+        )
+
+    assert isinstance(refused.value.__cause__, psycopg.errors.InvalidParameterValue)
     assert db_state() == before

@@ -55,7 +55,7 @@ def test_book_directly(alice, event, seat_ids, now):
     assert BookingSeat.objects.filter(booking=booking, active=True).count() == 3
 
 
-def test_seats_asked_for_in_any_order_are_booked_and_announced_in_id_order(
+def test_seats_asked_for_in_any_order_are_booked_and_recorded_in_id_order(
     alice, event, seat_ids, now
 ):
     asked = [seat_ids[5], seat_ids[2], seat_ids[4]]
