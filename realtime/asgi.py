@@ -18,7 +18,7 @@ from seats import loop_io
 from seats.sweeper import sweep_forever
 
 from .feed import registry
-from .publish import close_loop_publisher, flush_publisher, serve_from
+from .publish import flush_publisher, serve_from, stop_serving
 from .routing import websocket_urlpatterns
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class Lifespan:
                     await sweeper
                 await registry().close()
                 await loop_io.close()
-                await close_loop_publisher(SHUTDOWN_PUBLISH_WAIT)
+                await stop_serving(SHUTDOWN_PUBLISH_WAIT)
                 await asyncio.to_thread(flush_publisher, SHUTDOWN_PUBLISH_WAIT)
                 await send({"type": "lifespan.shutdown.complete"})
                 return

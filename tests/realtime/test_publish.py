@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+import redis.asyncio
 from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
@@ -19,14 +20,11 @@ from realtime.publish import LoopPublisher, Publisher
 class RecordingLayer:
     def __init__(self, *, stuck: bool = False) -> None:
         self.stuck = stuck
-        self.delay = 0.0
         self.sent: list[tuple[str, int]] = []
 
     async def group_send(self, group: str, message: dict) -> None:
         if self.stuck:
             await asyncio.sleep(60)
-        if self.delay:
-            await asyncio.sleep(self.delay)
         self.sent.append((threading.current_thread().name, message["version"]))
 
 
@@ -36,8 +34,10 @@ def message(version: int) -> dict:
 
 @pytest.fixture
 def layer(monkeypatch):
+    """A layer that is not Redis pub/sub: its frames go through the publisher thread."""
     layer = RecordingLayer()
-    monkeypatch.setattr(publish, "get_channel_layer", lambda: layer)
+    for module in (publish, publish.thread, publish.loop):
+        monkeypatch.setattr(module, "get_channel_layer", lambda: layer)
     return layer
 
 
@@ -51,8 +51,8 @@ def test_frames_are_published_in_order_from_the_publisher_thread(layer):
 
 
 def test_a_stuck_layer_drops_frames_without_making_anyone_wait(layer, monkeypatch, caplog):
-    monkeypatch.setattr(publish, "PUBLISH_TIMEOUT", 0.05)
-    monkeypatch.setattr(publish, "MAX_FRAME_AGE", 0.2)
+    monkeypatch.setattr(publish.thread, "PUBLISH_TIMEOUT", 0.05)
+    monkeypatch.setattr(publish.thread, "MAX_FRAME_AGE", 0.2)
     layer.stuck = True
     publisher = Publisher(capacity=5)
 
@@ -76,56 +76,31 @@ def test_a_stuck_layer_drops_frames_without_making_anyone_wait(layer, monkeypatc
 def batches(monkeypatch):
     """The versions in each batch the loop publishers send."""
     sent: list[list[int]] = []
-    send = publish._publish
+    send = LoopPublisher._send
 
-    async def recording(layer, client, frames):
-        sent.append([frame.message["version"] for frame in frames])
-        await send(layer, client, frames)
+    async def recording(self, batch):
+        sent.append([frame.message["version"] for frame in batch])
+        await send(self, batch)
 
-    monkeypatch.setattr(publish, "_publish", recording)
+    monkeypatch.setattr(LoopPublisher, "_send", recording)
     return sent
 
 
-def test_on_the_loop_frames_go_out_in_order_one_group_send_each_on_other_layers(layer, batches):
-    layer.delay = 0.01
-
-    async def scenario() -> None:
-        publisher = LoopPublisher()
-        publisher.submit("event-1", message(1))
-        await asyncio.sleep(0.01)  # version 1 is on its way
-        for version in range(2, 101):
-            publisher.submit("event-1", message(version))
-        await publisher.flush()
-
-    asyncio.run(scenario())
-    assert batches == [[version] for version in range(1, 101)]
-    assert layer.sent == [("MainThread", version) for version in range(1, 101)]
+async def subscribed(url: str, group: str):
+    """A plain Redis subscription to the channel the layer's group_send publishes `group` on."""
+    subscription = redis.asyncio.Redis.from_url(url).pubsub()
+    await subscription.subscribe(get_channel_layer()._get_group_channel_name(group))
+    return subscription
 
 
-def test_on_the_loop_a_stuck_layer_drops_frames_without_making_anyone_wait(
-    layer, monkeypatch, caplog
-):
-    monkeypatch.setattr(publish, "PUBLISH_TIMEOUT", 0.05)
-    layer.stuck = True
-
-    async def scenario() -> None:
-        publisher = LoopPublisher(capacity=5)
-        started = time.monotonic()
-        for version in range(1, 21):
-            publisher.submit("event-1", message(version))  # 6 to 20: the queue is full
-        assert time.monotonic() - started < 0.5
-        await publisher.flush()  # 1 to 5: timed out
-        assert layer.sent == []
-        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-        assert len(warnings) == 1 and "not being published" in warnings[0]
-
-        layer.stuck = False
-        publisher.submit("event-1", message(21))
-        await publisher.flush()
-
-    asyncio.run(scenario())
-    assert layer.sent == [("MainThread", 21)]
-    assert "Publishing live updates again, after dropping 20" in caplog.text
+async def versions_heard(subscription, until: int) -> list[int]:
+    heard: list[int] = []
+    async with asyncio.timeout(5):
+        while until not in heard:
+            found = await subscription.get_message(ignore_subscribe_messages=True, timeout=1)
+            if found is not None:
+                heard.append(get_channel_layer().deserialize(found["data"])["version"])
+    return heard
 
 
 @pytest.mark.redis
@@ -139,6 +114,7 @@ def test_on_the_loop_frames_queued_while_a_batch_is_out_go_through_redis_in_the_
         channel = await layer.new_channel("test.")
         await layer.group_add("event-77", channel)
         publisher = publish.loop_publisher()
+        assert publisher is not None
         publisher.submit("event-77", message(1))
         await asyncio.sleep(0)  # version 1 is on its way
         for version in range(2, 51):
@@ -155,6 +131,44 @@ def test_on_the_loop_frames_queued_while_a_batch_is_out_go_through_redis_in_the_
     assert batches == [[1], list(range(2, 51))]
 
 
+@pytest.mark.redis
+def test_on_the_loop_a_frozen_redis_costs_dropped_frames_never_a_wait(
+    throwaway_redis, monkeypatch, caplog
+):
+    """Frames beyond the queue's room are dropped unsent; the batch that timed out is dropped
+    too, though a Redis that wakes up may still publish what was written to it."""
+    monkeypatch.setattr(publish.loop, "PUBLISH_TIMEOUT", 0.2)
+    layer = get_channel_layer()
+
+    async def scenario() -> list[int]:
+        client = redis.asyncio.Redis.from_url(throwaway_redis.url)
+        publisher = LoopPublisher(layer, client, capacity=5)
+        subscription = await subscribed(throwaway_redis.url, "event-1")
+        publisher.submit("event-1", message(1))
+        await publisher.flush()  # connected and publishing
+        throwaway_redis.freeze()
+        try:
+            started = time.monotonic()
+            for version in range(2, 22):
+                publisher.submit("event-1", message(version))  # 7 to 21: the queue is full
+            assert time.monotonic() - started < 0.5
+            await publisher.flush()  # 2 to 6: timed out
+            warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+            assert len(warnings) == 1 and "not being published" in warnings[0]
+        finally:
+            throwaway_redis.thaw()
+        publisher.submit("event-1", message(22))
+        assert await publisher.close(timeout=5)
+        heard = await versions_heard(subscription, until=22)
+        await subscription.aclose()
+        return heard
+
+    heard = asyncio.run(scenario())
+    assert heard[0] == 1 and heard[-1] == 22
+    assert set(heard[1:-1]) <= {2, 3, 4, 5, 6}  # never 7 to 21
+    assert "Publishing live updates again, after dropping 20" in caplog.text
+
+
 class RecordingSubscriber:
     def __init__(self) -> None:
         self.versions: list[int] = []
@@ -169,10 +183,9 @@ class RecordingSubscriber:
 def test_this_process_s_viewers_get_its_changes_without_waiting_on_the_layer(layer, monkeypatch):
     """A change committed here goes to this process's feed on the server's loop at once,
     from the loop's own thread (a booking on the loop) or a request's thread alike, even
-    while publishing is stuck; the copy the layer brings back later is dropped there. Both
-    are published from that loop, not by the publisher thread."""
-    monkeypatch.setattr(publish, "PUBLISH_TIMEOUT", 0.05)
-    monkeypatch.setattr(publish, "_publisher", None)  # none yet, and none after
+    while publishing is stuck; the copy the layer brings back later is dropped there."""
+    monkeypatch.setattr(publish.thread, "PUBLISH_TIMEOUT", 0.05)
+    monkeypatch.setattr(publish.thread, "_publisher", None)  # one of its own, dropping these
     monkeypatch.setattr(publish, "_server_loop", None)  # this test's loop, forgotten after
     layer.stuck = True
 
@@ -199,7 +212,7 @@ def test_this_process_s_viewers_get_its_changes_without_waiting_on_the_layer(lay
             del registry().feeds[1]
 
     assert asyncio.run(scenario()) == [5, 6]
-    assert publish._publisher is None
+    assert publish.flush_publisher(timeout=5)
     assert layer.sent == []  # stuck: nothing went out through the layer
 
 
