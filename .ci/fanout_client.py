@@ -115,10 +115,8 @@ async def run_viewers(mode, urls, count, offset, connected, stop, results):
                             seen.add(seat)
                             latencies.append(now)  # made relative in the main process
                             seats_seen.append(seat)
-        except (websockets.ConnectionClosed, asyncio.CancelledError, OSError):
-            pass
-        except Exception:  # a refused or broken handshake: counted, never waited for
-            pass
+        except (asyncio.CancelledError, Exception):
+            pass  # closed, stopped, or a refused handshake: counted below, never waited for
         finally:
             if not opened:
                 failed += 1

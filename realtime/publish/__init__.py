@@ -76,6 +76,14 @@ async def stop_serving(timeout: float) -> bool:
     return await close_loop_publisher(timeout)
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _log_failed_send(future: "concurrent.futures.Future[None] | asyncio.Task[None]") -> None:
     if not future.cancelled() and (exc := future.exception()) is not None:
         logger.error("Could not announce a change in this process: %s", describe(exc))
@@ -89,10 +97,7 @@ def _send_in_process(layer: InMemoryChannelLayer, group: str, message: DeltaMess
     test's thread under `sync_to_async`): `async_to_sync`, which runs it on the loop that
     started this thread, if any, or on a loop of its own.
     """
-    try:
-        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
+    running = _running_loop()
     if running is not None:
         task = running.create_task(layer.group_send(group, message))
         _in_process_sends.add(task)
@@ -129,10 +134,7 @@ def _hand_to_server_loop(group: str, message: DeltaMessage) -> bool:
     loop = _server_loop
     if loop is None or not loop.is_running():
         return False
-    try:
-        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
+    running = _running_loop()
     try:
         if running is loop:
             loop.call_soon(_publish_and_relay, group, message)
